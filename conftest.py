@@ -1,0 +1,7 @@
+"""pytest entry point for Cutover: options and fixtures live in fixtures/."""
+pytest_plugins = [
+    "fixtures.options",
+    "fixtures.runtime",
+    "fixtures.recorder",
+    "fixtures.session",
+]
