@@ -98,6 +98,11 @@ class DockerDriver(Driver):
                 raise Unsupported(f"target '{self.target.name}' cannot set a disk quota")
         if spec.lxcfs and self.target.lxcfs:
             kw["volumes"] = self._lxcfs_binds()
+        # Site-specific extras a target may inject into every container (targets file
+        # `options:`), e.g. network: host -- also how the self-tests build wrong targets.
+        opts = self.target.options
+        if opts.get("network"):
+            kw["network_mode"] = opts["network"]
         kw = {k: v for k, v in kw.items() if v is not None}
         c = self._call("create container", self.client.containers.create, **kw)
         return c.id

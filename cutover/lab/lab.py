@@ -215,7 +215,10 @@ class Lab:
         self.cgroup_name = "cutover-lab-" + hashlib.sha1(self.root.encode()).hexdigest()[:8]
         self.lxcfs = Lxcfs(self, "lxcfs")
         self.docker = Dockerd(self, "docker", live_restore=True)
-        self.daemons = [self.lxcfs, self.docker]
+        # The same dockerd without live-restore: what containers go through when a site
+        # forgot it (the lifecycle suite's negative control).
+        self.docker_nlr = Dockerd(self, "docker-nlr", live_restore=False)
+        self.daemons = [self.lxcfs, self.docker, self.docker_nlr]
 
     # -- locking: one lab operation at a time ------------------------------------------------
     def _lock(self):
@@ -317,7 +320,7 @@ class Lab:
                     "start": f"{me} lab start {d.name}"}
 
         lx = self.lxcfs.mountpoint
-        dk = self.docker
+        dk, nlr = self.docker, self.docker_nlr
         return {
             "docker": {"host": "local://", "driver": "docker", "endpoint": dk.endpoint, "runtime": "runc",
                        "image": probe_image.TAG, "daemon": daemon_cmds(dk),
@@ -325,6 +328,9 @@ class Lab:
             "docker-lxcfs": {"host": "local://", "driver": "docker", "endpoint": dk.endpoint, "runtime": "runc",
                              "lxcfs": lx, "image": probe_image.TAG, "daemon": daemon_cmds(dk),
                              "description": "dockerd 20.10 + runc, LXCFS bind-mounted into every container (T4-like)"},
+            "docker-no-live-restore": {"host": "local://", "driver": "docker", "endpoint": nlr.endpoint,
+                                       "runtime": "runc", "image": probe_image.TAG, "daemon": daemon_cmds(nlr),
+                                       "description": "a second dockerd 20.10 + runc without live-restore"},
         }
 
     def write_targets(self):

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The main job: install what is missing, bring up the lab, certify this machine against
+# every lab target, write the reports and print the verdict.
+#   ./certify.sh [extra pytest arguments]      exit 0 PASS, 1 FAIL, 2 bad input
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+./setup.sh || exit 2
+out="out/certify-$(date +%Y%m%d-%H%M%S)"
+bin/cutover lab up || exit 2
+bin/cutover run --out "$out" -n 2 "$@"
+rc=$?
+if [ -f "$out/results.json" ] && bin/cutover gate --help >/dev/null 2>&1; then
+  bin/cutover gate "$out" --out "$out"
+  rc=$?
+fi
+echo "certify: reports in $here/$out (results.json, junit.xml, allure-results/)"
+exit $rc

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what Cutover needs on a Debian 12 machine, as root: Debian packages (only those
+# missing) and a virtualenv with pinned Python packages. Idempotent and quick when done.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cd "$here"
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: run as root (the lab starts dockerd and lxcfs)" >&2; exit 2
+fi
+
+# Runtimes and tools, all from Debian's packages.
+PACKAGES="docker.io containerd runc crun lxcfs busybox-static btrfs-progs e2fsprogs iproute2 util-linux procps"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing Debian packages:$missing" >&2
+  # Packages must not start their own daemons (no systemd here, and the lab runs its own):
+  # a policy-rc.d that denies starts, only for the duration of the install.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; guard=1
+  fi
+  trap '[ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends $missing >/dev/null
+  echo "setup: packages installed" >&2
+fi
+
+# The virtualenv, rebuilt only when requirements.txt changes.
+stamp=.venv/.requirements.sha
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
+  echo "setup: creating .venv with pinned packages (requirements.txt)" >&2
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+  echo "$want" > $stamp
+fi
+echo "setup: ready" >&2
