@@ -8,7 +8,7 @@ import time
 import pytest
 
 from cutover import parse
-from cutover.expect import Approx, AtLeast, AtMost, Equals
+from cutover.expect import Approx, AtMost, Equals
 from cutover.drivers.base import RuntimeFailure
 
 KIB = 1024

@@ -1,0 +1,115 @@
+"""A long-running process of the lab, known by its pid file, and the lab's mount helpers."""
+import os
+import subprocess
+import sys
+import time
+
+from cutover.errors import CutoverError
+from cutover.lab import proc
+
+
+def say(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Daemon:
+    """One long-running process of the lab, known by its pid file."""
+    kind = "daemon"
+    writes_pidfile = True      # the program writes self.pidfile itself (dockerd, lxcfs -p)
+
+    def __init__(self, lab, name):
+        self.lab, self.name = lab, name
+        self.dir = os.path.join(lab.root, name)
+        self.pidfile = os.path.join(lab.run_dir, f"{name}.pid")
+        self.log = os.path.join(lab.log_dir, f"{name}.log")
+
+    def pid(self):
+        pid = proc.read_pidfile(self.pidfile)
+        return pid if proc.ours(pid, self.lab.root) else None
+
+    def argv(self):
+        raise NotImplementedError
+
+    def ready(self):
+        raise NotImplementedError
+
+    def start(self, timeout=30):
+        if self.pid():
+            return False
+        os.makedirs(self.dir, exist_ok=True)
+        self.prepare()
+        p = proc.start_detached(self.argv(), self.log, cgroup_procs=self.lab.cgroup_procs())
+        self._write_pid_if_needed(p.pid)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if p.poll() is not None:
+                raise CutoverError(f"lab: {self.name} exited with {p.returncode} at start; see {self.log}: "
+                                   f"{tail(self.log)}")
+            if self.ready():
+                return True
+            time.sleep(0.1)
+        raise CutoverError(f"lab: {self.name} not ready after {timeout}s; see {self.log}: {tail(self.log)}")
+
+    def prepare(self):
+        pass
+
+    def _write_pid_if_needed(self, pid):
+        """For programs that write no pid file of their own (set writes_pidfile = False)."""
+        if not self.writes_pidfile:
+            with open(self.pidfile, "w") as f:
+                f.write(str(pid))
+
+    def stop(self, grace=20):
+        pid = proc.read_pidfile(self.pidfile)
+        stopped = proc.terminate(pid, self.lab.root, grace) if pid else False
+        self.cleanup()
+        try:
+            os.unlink(self.pidfile)
+        except FileNotFoundError:
+            pass
+        return stopped
+
+    def cleanup(self):
+        pass
+
+    def targets(self):
+        """{target name: targets-file entry} this daemon serves (none by default)."""
+        return {}
+
+    def daemon_commands(self):
+        """The targets file's daemon.stop/kill/start for this daemon."""
+        me = self.lab.cutover_cmd()
+        return {"stop": f"kill -TERM $(cat {self.pidfile})",
+                "kill": f"kill -KILL $(cat {self.pidfile})",
+                "start": f"{me} lab start {self.name}"}
+
+    def status(self):
+        pid = self.pid()
+        return {"name": self.name, "kind": self.kind, "running": bool(pid), "pid": pid}
+
+
+
+def mounts_under(root):
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = line.split()[4].replace("\\040", " ")
+            if mnt == root or mnt.startswith(root.rstrip("/") + "/"):
+                out.append(mnt)
+    return out
+
+
+def umount_all_under(root):
+    mounts = sorted(set(mounts_under(root)), key=lambda m: -m.count("/"))
+    for m in mounts:
+        subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
+    return len(mounts)
+
+
+def tail(path, n=3):
+    try:
+        with open(path, errors="replace") as f:
+            lines = [l.strip() for l in f.readlines()[-n:]]
+        return " | ".join(lines)[-400:]
+    except OSError:
+        return "(no log)"

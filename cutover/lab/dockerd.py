@@ -1,0 +1,109 @@
+"""A private dockerd: own config file, data root, exec root, socket, pid file and cgroup parent."""
+import json
+import os
+
+from cutover import probe_image
+from cutover.lab.daemon import Daemon, say, umount_all_under
+
+
+class Dockerd(Daemon):
+    kind = "dockerd"
+
+    def __init__(self, lab, name, live_restore=True, extra_config=None, serves=None):
+        super().__init__(lab, name)
+        self.live_restore = live_restore
+        self.extra_config = extra_config or {}
+        # {target name: {"lxcfs": bool, "runtime": str, "description": str, "options": {}}}
+        self.serves = serves or {}
+
+    def targets(self):
+        out = {}
+        for name, t in self.serves.items():
+            entry = {"host": "local://", "driver": "docker", "endpoint": self.endpoint,
+                     "runtime": t.get("runtime", "runc"), "image": probe_image.TAG,
+                     "daemon": self.daemon_commands(), "description": t.get("description", "")}
+            if t.get("lxcfs"):
+                entry["lxcfs"] = self.lab.lxcfs.mountpoint
+            if t.get("options"):
+                entry["options"] = t["options"]
+            out[name] = entry
+        return out
+
+    @property
+    def socket(self):
+        return os.path.join(self.lab.run_dir, f"{self.name}.sock")
+
+    @property
+    def endpoint(self):
+        return f"unix://{self.socket}"
+
+    @property
+    def config_path(self):
+        return os.path.join(self.dir, "daemon.json")
+
+    def config(self):
+        cfg = {
+            "data-root": os.path.join(self.dir, "data"),
+            "exec-root": os.path.join(self.dir, "exec"),
+            "pidfile": self.pidfile,
+            "hosts": [self.endpoint],
+            "live-restore": self.live_restore,
+            # No shared bridge and no iptables: the lab's containers have only loopback.
+            "bridge": "none", "iptables": False, "ip6tables": False, "ip-masq": False,
+            "cgroup-parent": f"/{self.lab.cgroup_name}/{self.name}",
+            "storage-driver": "overlay2",
+            # Root here has a hard nofile limit of 20000; container ulimits must fit in it.
+            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 20000, "Hard": 20000}},
+            "log-driver": "json-file",
+        }
+        cfg.update(self.extra_config)
+        return cfg
+
+    def prepare(self):
+        with open(self.config_path, "w") as f:
+            json.dump(self.config(), f, indent=1)
+        # A stale socket from a crash would make dockerd refuse to listen.
+        if os.path.exists(self.socket):
+            os.unlink(self.socket)
+
+    def argv(self, config_path=None):
+        return ["dockerd", "--config-file", config_path or self.config_path]
+
+    def ready(self):
+        import socket
+        if not os.path.exists(self.socket):
+            return False
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(1)
+        try:
+            s.connect(self.socket)
+            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b"OK" in s.recv(512)
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def remove_all_containers(self):
+        """Every container on a lab daemon is the lab's or a harness run's: remove them."""
+        if not self.pid():
+            return 0
+        import docker
+        try:
+            c = docker.DockerClient(base_url=self.endpoint, timeout=30)
+            ids = [x["Id"] for x in c.api.containers(all=True)]
+            for cid in ids:
+                c.api.remove_container(cid, force=True, v=True)
+            for v in c.api.volumes().get("Volumes") or []:
+                c.api.remove_volume(v["Name"], force=True)
+            return len(ids)
+        except Exception as e:  # the daemon may be half dead: the cgroup sweep follows
+            say(f"lab: could not clean containers of {self.name}: {str(e).splitlines()[0][:200]}")
+            return 0
+
+    def stop(self, grace=20):
+        self.remove_all_containers()
+        return super().stop(grace)
+
+    def cleanup(self):
+        umount_all_under(self.dir)
