@@ -47,3 +47,28 @@ def lab():
     yield lab
     if not was_up:
         cutover("lab", "down", check=True, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def visibility_run(lab, tmp_path_factory):
+    """One real run of the visibility suite, shared by the proofs that read it.
+
+    Targets: the lab's docker and docker-lxcfs, plus docker-hostnet, a deliberately wrong
+    target made from the same daemon (containers on the host's network namespace).
+    Returns the run folder.
+    """
+    import yaml
+    tmp = tmp_path_factory.mktemp("vis")
+    with open(lab.targets_path) as f:
+        data = yaml.safe_load(f)
+    wrong = dict(data["targets"]["docker"], options={"network": "host"},
+                 description="deliberately wrong: host network namespace")
+    data["targets"] = {"docker": data["targets"]["docker"], "docker-lxcfs": data["targets"]["docker-lxcfs"],
+                       "docker-hostnet": wrong}
+    tfile = tmp / "targets.yaml"
+    tfile.write_text(yaml.safe_dump(data))
+    out = str(tmp / "out")
+    res = cutover("run", "--targets", str(tfile), "--out", out, "-n", "2", "-k", "visibility or loadavg",
+                  timeout=300)
+    assert res.returncode == 1, f"expected exit 1 (some checks fail), got {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
+    return out

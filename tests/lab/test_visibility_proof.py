@@ -7,9 +7,8 @@ each cell's outcome is pinned, so a change in a runtime's behaviour or in a chec
 import os
 
 import pytest
-import yaml
 
-from tests.conftest import cutover, load_results, outcomes
+from tests.conftest import load_results, outcomes
 
 A1, A2, A3 = "cpuset1-256m", "cfs0.5-512m", "cpuset2-1g"
 ALLOCS = (A1, A2, A3)
@@ -53,21 +52,8 @@ HOSTNET = {"vis.net-dev": "fail"}
 
 
 @pytest.fixture(scope="module")
-def run(lab, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("vis")
-    with open(lab.targets_path) as f:
-        data = yaml.safe_load(f)
-    wrong = dict(data["targets"]["docker"], options={"network": "host"},
-                 description="deliberately wrong: host network namespace")
-    data["targets"] = {"docker": data["targets"]["docker"], "docker-lxcfs": data["targets"]["docker-lxcfs"],
-                       "docker-hostnet": wrong}
-    tfile = tmp / "targets.yaml"
-    tfile.write_text(yaml.safe_dump(data))
-    out = str(tmp / "out")
-    res = cutover("run", "--targets", str(tfile), "--out", out, "-n", "2", "-k", "visibility or loadavg",
-                  timeout=300)
-    assert res.returncode == 1, f"expected exit 1 (some checks fail), got {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
-    return load_results(out)
+def run(visibility_run):
+    return load_results(visibility_run)
 
 
 def test_run_complete_and_clean(run):
