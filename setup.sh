@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Runtimes and tools, all from Debian's packages.
-PACKAGES="docker.io containerd runc crun lxcfs busybox-static btrfs-progs e2fsprogs iproute2 util-linux procps"
+PACKAGES="docker.io containerd runc crun podman conmon catatonit lxc lxcfs busybox-static debootstrap docker-registry btrfs-progs e2fsprogs iproute2 util-linux mount procps openssh-server openssh-client chromium"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -38,5 +38,16 @@ if [ ! -x .venv/bin/python ] || [ "$(cat $stamp 2>/dev/null)" != "$want" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
   echo "$want" > $stamp
+fi
+# The offline HTML report: Allure 2 from the npm registry (runs on Debian's Java 17).
+if [ ! -x tools/node_modules/.bin/allure ]; then
+  if command -v npm >/dev/null && command -v java >/dev/null; then
+    echo "setup: installing allure-commandline 2.46.1 into tools/" >&2
+    mkdir -p tools
+    (cd tools && npm install --silent --no-audit --no-fund allure-commandline@2.46.1 >/dev/null) \
+      || echo "setup: allure-commandline not installed: HTML reports will be skipped" >&2
+  else
+    echo "setup: npm or java missing: HTML reports will be skipped (results, JUnit and allure-results still written)" >&2
+  fi
 fi
 echo "setup: ready" >&2

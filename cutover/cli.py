@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 
-from cutover import allocations, catalogue, targets
+from cutover import allocations, catalogue, quota, targets
 from cutover.errors import CutoverError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,13 +26,23 @@ def cmd_lab(args):
     from cutover.lab.lab import Lab
     lab = Lab(args.lab)
     if args.action == "up":
-        lab.up()
+        if args.host_variant and args.hosts is None:
+            raise CutoverError("lab up: --host-variant needs --hosts N")
+        lab.up(hosts=args.hosts, host_variants=args.host_variant, release=args.release)
     elif args.action == "down":
         lab.down()
     elif args.action == "start":
         if not args.name:
             raise CutoverError("lab start: name the daemon to start (e.g. docker)")
-        lab.start_daemon(args.name)
+        lab.start_daemon(args.name, variant=args.variant)
+    elif args.action == "signal":       # daemon events of the lifecycle suite
+        if not args.name or not args.signal:
+            raise CutoverError("lab signal: name the daemon and the signal (e.g. docker TERM)")
+        lab.signal_daemon(args.name, args.signal)
+    elif args.action == "kill-containerd":
+        if not args.name:
+            raise CutoverError("lab kill-containerd: name the dockerd (e.g. docker)")
+        lab.kill_containerd(args.name)
     else:
         st = lab.status()
         if args.json:
@@ -43,6 +53,7 @@ def cmd_lab(args):
                 print(f"  {d['name']:<14} {d['kind']:<8} {'running pid ' + str(d['pid']) if d['running'] else 'stopped'}")
             print(f"  targets: {st['targets'] or '(none: run cutover lab up)'}")
             print(f"  mounts under the lab: {len(st['mounts'])}")
+            print(f"  loop devices of the lab: {len(st.get('loop_devices') or [])}")
         return 0 if all(d["running"] for d in st["daemons"]) else 1
     return 0
 
@@ -88,24 +99,41 @@ def cmd_run(args, passthrough):
     from cutover.lab.lab import Lab
     tpath = args.targets or Lab(args.lab).targets_path
     ts = targets.select(targets.load(tpath), args.target)        # bad input -> exit 2 here
+    if args.skip_controls:
+        # Certify real configurations only: controls exist to prove the checks can fail.
+        ts = {n: t for n, t in ts.items() if not t.control}
+        args.target = ",".join(ts) or None
+    from cutover import fleet
+    ts = fleet.select(ts, hosts=args.host, shard=args.shard, ansible_group=args.ansible_group)
     allocations.parse_spec(args.allocations, host_cpus=os.cpu_count())
+    quota.parse(args.quotas)
     out = args.out or _default_out()
     os.makedirs(out, exist_ok=True)
+    _require_space(out)
     argv = [sys.executable, "-m", "pytest", os.path.join(REPO, "conformance"), "--rootdir", REPO,
             "-c", os.path.join(REPO, "pytest.ini"),
-            "--targets", os.path.abspath(tpath), "--allocations", args.allocations,
+            "--targets", os.path.abspath(tpath), "--allocations", args.allocations, "--quotas", args.quotas,
             "--out", os.path.abspath(out), "--junitxml", os.path.join(os.path.abspath(out), "junit.xml"),
             "--alluredir", os.path.join(os.path.abspath(out), "allure-results"), "--tb=line", "-q"]
+    argv += ["--timeout", str(args.test_timeout)]
+    if args.reference:
+        if args.reference not in ts:
+            raise CutoverError(f"--reference: '{args.reference}' is not one of the run's targets ({', '.join(ts)})")
+        argv += ["--reference", args.reference]
     if args.target:
         argv += ["--target", args.target]
+    for opt in ("host", "shard", "ansible_group"):
+        if getattr(args, opt):
+            argv += ["--" + opt.replace("_", "-"), getattr(args, opt)]
     if any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in passthrough):
         argv += ["--dist", "loadgroup"]
     argv += passthrough
     env = dict(os.environ)
     if args.lab:
         env["CUTOVER_LAB"] = os.path.abspath(args.lab)
-    print(f"cutover: running {len(ts)} target(s) -> {out}", file=sys.stderr, flush=True)
-    rc = subprocess.call(argv, cwd=REPO, env=env)
+    print(f"cutover: running {len(ts)} target(s) on {len(fleet.hosts_of(ts))} host(s) -> {out}",
+          file=sys.stderr, flush=True)
+    rc = _run_forwarding_signals(argv, env)
     if rc in (4, 5):      # pytest usage error / nothing collected: the input selected nothing
         print(f"cutover: pytest {'usage error' if rc == 4 else 'collected no checks'} (exit {rc})", file=sys.stderr)
         return 2
@@ -115,14 +143,60 @@ def cmd_run(args, passthrough):
     return results_exit(out)
 
 
+MIN_FREE = 50 * 2**20     # results, JUnit and allure files of a large run fit in far less
+
+
+def _require_space(out):
+    st = os.statvfs(out)
+    free = st.f_bavail * st.f_frsize
+    if free < MIN_FREE:
+        raise CutoverError(f"output folder {out} has {free // 1024} KiB free, needs {MIN_FREE // 2**20} MiB: "
+                           "No space left on device")
+
+
+def _run_forwarding_signals(argv, env):
+    """Run pytest; a SIGTERM/SIGINT to us goes to it, so it can write partial results."""
+    import signal
+    child = subprocess.Popen(argv, cwd=REPO, env=env)
+
+    def forward(signum, frame):
+        if child.poll() is None:
+            child.send_signal(signum)
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                continue
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def cmd_report(args):
+    from cutover import report
+    path = report.html(args.run)
+    print(f"cutover: Allure report {path}")
+    return 0
+
+
 def build_parser():
     p = _Parser(prog="cutover", description="Certify container runtimes against T4's promises.")
     p.add_argument("--lab", default=None, help="lab directory (default $CUTOVER_LAB or /var/lib/cutover-lab)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     lab = sub.add_parser("lab", help="bring the local lab up or down, or show it")
-    lab.add_argument("action", choices=["up", "down", "status", "start"])
-    lab.add_argument("name", nargs="?", help="daemon name for 'start'")
+    lab.add_argument("action", choices=["up", "down", "status", "start", "signal", "kill-containerd"])
+    lab.add_argument("name", nargs="?", help="daemon name for 'start', 'signal', 'kill-containerd'")
+    lab.add_argument("signal", nargs="?", help="TERM or KILL for 'signal' (returns once the daemon is gone)")
+    lab.add_argument("--variant", help="'start' with a changed configuration (dockerd: 'upgraded')")
+    lab.add_argument("--hosts", type=int, metavar="N",
+                     help="'up': N simulated hosts h1..hN reached over ssh (0 removes them; default: keep)")
+    lab.add_argument("--host-variant", action="append", metavar="I:VARIANT[,VARIANT]",
+                     help="'up': make host I differ (no-live-restore, no-lxcfs, lxcfs-default, ansible)")
+    lab.add_argument("--release", metavar="RELEASE",
+                     help="'up': also run Debian RELEASE's stack (trixie) from a cached root; 'none' removes it")
     lab.add_argument("--json", action="store_true")
     lab.set_defaults(func=cmd_lab)
 
@@ -133,10 +207,24 @@ def build_parser():
     run = sub.add_parser("run", help="run the conformance suites; extra arguments go to pytest")
     run.add_argument("--targets", help="targets YAML (default: the lab's)")
     run.add_argument("--target", help="comma-separated target names (default: all)")
+    run.add_argument("--host", help="only hosts matching these globs (URL or name, comma-separated)")
+    run.add_argument("--ansible-group", help="only the hosts of this group of the targets file's inventory")
+    run.add_argument("--shard", metavar="K/N", help="the K-th of N disjoint shares of the hosts (CI runners)")
     run.add_argument("--out", help="output folder (default: out/<timestamp>)")
     run.add_argument("--allocations", default=allocations.DEFAULT_SPEC,
                      help="allocations spec (default: %(default)s)")
+    run.add_argument("--quotas", default=quota.DEFAULT,
+                     help="disk quota sizes of the disk quota suite (default: %(default)s)")
+    run.add_argument("--skip-controls", action="store_true",
+                     help="leave out targets marked 'control: true' (deliberately wrong configurations)")
+    run.add_argument("--reference", help="differential run: compare every observation with this target's")
+    run.add_argument("--test-timeout", type=int, default=300,
+                     help="seconds one check may take before it is ended as an error (default 300)")
     run.set_defaults(func=cmd_run, passthrough=True)
+
+    rep = sub.add_parser("report", help="offline Allure HTML report of a run folder (with history)")
+    rep.add_argument("run", help="run folder written by 'cutover run'")
+    rep.set_defaults(func=cmd_report)
 
     try:
         from cutover import gate_cli
@@ -162,6 +250,10 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("cutover: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        # The machine refused something (a mount, a file, a socket): say what, in one line.
+        print(f"cutover: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -62,6 +62,20 @@ class AtLeast(Matcher):
         return ">= " + self._u(self.value)
 
 
+class Between(Matcher):
+    """lo <= observed <= hi (e.g. a stop that must last its grace period, but not much more)."""
+
+    def __init__(self, lo, hi, unit=""):
+        self.lo, self.hi, self.unit = lo, hi, unit
+
+    def ok(self, observed):
+        return isinstance(observed, (int, float)) and not isinstance(observed, bool) \
+            and self.lo <= observed <= self.hi
+
+    def __str__(self):
+        return f"{_fmt(self.lo)}..{self._u(self.hi)}"
+
+
 class OneOf(Matcher):
     def __init__(self, *values):
         self.values = values

@@ -72,8 +72,17 @@ def context_tar(extra_files=None, dockerfile=DOCKERFILE):
             _add(tar, f"rootfs/bin/{a}", kind=tarfile.SYMTYPE, link="busybox", mode=0o777)
         _add(tar, "rootfs/etc/passwd", PASSWD.encode())
         _add(tar, "rootfs/etc/group", GROUP.encode())
+        # Extra files: name -> data, or (data, mode). Their parent directories get entries
+        # of their own (fixed mode and mtime) so the build cache key stays stable.
+        dirs = set()
         for name, data in (extra_files or {}).items():
-            _add(tar, name, data if isinstance(data, bytes) else data.encode())
+            data, mode = data if isinstance(data, tuple) else (data, 0o644)
+            parent = os.path.dirname(name)
+            while parent and parent not in dirs and not parent.startswith("rootfs"):
+                dirs.add(parent)
+                _add(tar, parent, mode=0o755, kind=tarfile.DIRTYPE)
+                parent = os.path.dirname(parent)
+            _add(tar, name, data if isinstance(data, bytes) else data.encode(), mode=mode)
     buf.seek(0)
     return buf
 

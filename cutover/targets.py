@@ -13,7 +13,14 @@
           kill: kill -KILL $(cat /var/lib/cutover-lab/run/docker.pid)
           start: /path/to/cutover lab start docker
         options: {}                         # driver-specific extras
+        registry:                           # optional: a registry the images suite pushes to
+          address: 127.0.0.1:5000           #   host:port as image references spell it
+          storage: /var/lib/registry        #   optional: its storage dir on the controller
+          pull_by: tag                      #   tag (default) or digest: how this site pulls
+    ssh_config: fleet/ssh_config            # optional, top level: ssh -F for ssh:// hosts and endpoints
+    ansible_inventory: fleet/inventory.yaml # optional, top level: for ansible:// hosts
 """
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -22,9 +29,15 @@ import yaml
 from cutover.errors import CutoverError
 
 HOST_SCHEMES = ("local://", "ssh://", "ansible://", "paramiko://", "docker://")
-TARGET_KEYS = {"host", "driver", "endpoint", "runtime", "lxcfs", "image", "daemon", "options",
-               "description"}
-DAEMON_KEYS = {"stop", "kill", "start", "status"}
+TARGET_KEYS = {"control", "host", "driver", "endpoint", "runtime", "lxcfs", "image", "daemon", "options",
+               "description", "registry"}
+REGISTRY_KEYS = {"address", "storage", "pull_by"}
+# upgrade: restart the daemon with a changed configuration (or version); containerd-kill:
+# SIGKILL the runtime's containerd and return once it is back; lxcfs-restart: stop + start
+# the lxcfs the target injects. All three are optional (the check is then 'unsupported').
+# release-upgrade: stop the daemon and start the next release's on the same data (in place).
+DAEMON_KEYS = {"stop", "kill", "start", "status", "upgrade", "containerd-kill", "lxcfs-restart",
+               "release-upgrade"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,16 @@ class Target:
     daemon: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
     description: str = ""
+    control: bool = False     # a deliberately wrong configuration, kept to prove checks can fail
+    registry: dict = field(default_factory=dict)   # {address, storage, pull_by}; {} for none
+    # From the file's top level (fleets): how testinfra and the ssh:// endpoint reach the host.
+    ssh_config: str = None
+    ansible_inventory: str = None
+
+    def host_options(self):
+        """testinfra.get_host() keyword arguments for this target's host URL."""
+        return {k: v for k, v in (("ssh_config", self.ssh_config),
+                                  ("ansible_inventory", self.ansible_inventory)) if v}
 
     def as_dict(self):
         return {"host": self.host, "driver": self.driver, "endpoint": self.endpoint,
@@ -56,14 +79,57 @@ def _str(where, key, value, required=True):
     return value.strip()
 
 
-def parse(data, source="targets"):
+def _registry(where, reg):
+    """The images suite's registry for a target: {address, storage, pull_by} or {}."""
+    if reg is None:
+        return {}
+    where = f"{where}.registry"
+    if not isinstance(reg, dict):
+        raise CutoverError(f"{where}: must be a mapping with address (and optionally storage, pull_by)")
+    bad = set(reg) - REGISTRY_KEYS
+    if bad:
+        raise CutoverError(f"{where}: unknown key '{sorted(bad)[0]}' (known: {', '.join(sorted(REGISTRY_KEYS))})")
+    address = _str(where, "address", reg.get("address"))
+    if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", address):
+        raise CutoverError(f"{where}.address: '{address}' must be host[:port] (no scheme, no path)")
+    pull_by = _str(where, "pull_by", reg.get("pull_by", "tag"))
+    if pull_by not in ("tag", "digest"):
+        raise CutoverError(f"{where}.pull_by: must be 'tag' or 'digest', got '{pull_by}'")
+    out = {"address": address, "pull_by": pull_by}
+    storage = _str(where, "storage", reg.get("storage"), required=False)
+    if storage:
+        out["storage"] = storage
+    return out
+
+
+def _fleet_file(data, key, source, base_dir):
+    """A top-level ssh_config / ansible_inventory path, relative to the targets file."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise CutoverError(f"{source}: {key}: must be a path, got {value!r}")
+    path = os.path.join(base_dir or os.getcwd(), os.path.expanduser(value.strip()))
+    if not os.path.isfile(path):
+        raise CutoverError(f"{source}: {key}: {path} not found")
+    return os.path.abspath(path)
+
+
+def _bool(where, key, value):
+    if not isinstance(value, bool):
+        raise CutoverError(f"{where}.{key}: must be true or false, got {value!r}")
+    return value
+
+
+def parse(data, source="targets", base_dir=None):
     """Validate parsed YAML into {name: Target}; every problem is one CutoverError line."""
     from cutover.drivers import DRIVERS
     if not isinstance(data, dict) or "targets" not in data:
         raise CutoverError(f"{source}: must be a mapping with a 'targets' key")
-    unknown = set(data) - {"targets", "lab"}
+    unknown = set(data) - {"targets", "lab", "ssh_config", "ansible_inventory", "pairs"}
     if unknown:
-        raise CutoverError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' (known: targets, lab)")
+        raise CutoverError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' (known: targets, lab, ssh_config, ansible_inventory, pairs)")
+    fleet = {k: _fleet_file(data, k, source, base_dir) for k in ("ssh_config", "ansible_inventory")}
     raw = data["targets"]
     if not isinstance(raw, dict) or not raw:
         raise CutoverError(f"{source}: 'targets' must be a non-empty mapping of name -> target")
@@ -84,8 +150,8 @@ def parse(data, source="targets"):
         if not host.startswith(HOST_SCHEMES):
             raise CutoverError(f"{where}.host: '{host}' is not a testinfra URL ({', '.join(HOST_SCHEMES)})")
         endpoint = _str(where, "endpoint", t.get("endpoint"))
-        if not re.match(r"^(unix|tcp|ssh|https?)://", endpoint):
-            raise CutoverError(f"{where}.endpoint: '{endpoint}' must be unix://, tcp:// or ssh://")
+        if not re.match(r"^(unix|tcp|ssh|https?|lxc)://", endpoint):
+            raise CutoverError(f"{where}.endpoint: '{endpoint}' must be unix://, tcp://, ssh:// or lxc:///<lxcpath>")
         daemon = t.get("daemon") or {}
         if not isinstance(daemon, dict):
             raise CutoverError(f"{where}.daemon: must be a mapping of stop/kill/start commands")
@@ -103,7 +169,9 @@ def parse(data, source="targets"):
             lxcfs=_str(where, "lxcfs", t.get("lxcfs"), required=False),
             image=_str(where, "image", t.get("image", "cutover/probe:1")),
             daemon=dict(daemon), options=dict(options),
-            description=str(t.get("description", "")))
+            description=str(t.get("description", "")), registry=_registry(where, t.get("registry")),
+            control=_bool(where, "control", t.get("control", False)),
+            **fleet)
     return out
 
 
@@ -120,7 +188,7 @@ def load(path):
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "malformed"
         raise CutoverError(f"{path}: malformed YAML{at}: {problem}") from None
-    return parse(data, source=path)
+    return parse(data, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
 def select(targets, names):

@@ -4,6 +4,8 @@ from cutover.errors import CutoverError
 # name -> "module:Class"; imported lazily so one driver's dependencies never break another.
 DRIVERS = {
     "docker": "cutover.drivers.docker:DockerDriver",
+    "podman": "cutover.drivers.podman:PodmanDriver",
+    "lxc": "cutover.drivers.lxc:LxcDriver",
 }
 
 

@@ -13,8 +13,18 @@ class Unsupported(Exception):
     """The target cannot express what a check needs; reported as 'unsupported', never a pass."""
 
 
+class QuotaUnavailable(Unsupported):
+    """The runtime cannot set the disk quota an allocation asks for (no mechanism, or it
+    refused). Other suites report it 'unsupported'; the disk quota suite catches it and reports
+    the promise as failed ("runtime cannot set a disk quota"): T4 always could."""
+
+
 class RuntimeFailure(Exception):
     """The runtime refused or failed an operation (a harness-level error for the check)."""
+
+
+class PullFailed(RuntimeFailure):
+    """The runtime itself refused a pull (its own message, e.g. a digest verification error)."""
 
 
 @dataclass
@@ -30,6 +40,27 @@ class ContainerSpec:
     restart: str = "no"                  # "no" | "always"
     stop_signal: str = None
     stop_timeout: int = None
+    init: bool = False                   # a minimal init (tini) as PID 1 that forwards signals
+    volumes: dict = field(default_factory=dict)   # named volume -> path in the container
+    no_new_privileges: bool = False      # ask for no_new_privs (setuid cannot raise privileges)
+
+
+@dataclass
+class ImageInfo:
+    id: str                  # sha256:<config digest>
+    repo_tags: list
+    repo_digests: list
+    config: dict             # Env, WorkingDir, User, Entrypoint, Cmd, Labels, ExposedPorts, ...
+    layers: list             # the diff IDs of the root file system, lowest first
+    raw: dict = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class BuildResult:
+    id: str
+    steps: int               # Dockerfile steps the builder ran
+    cached: int              # of which came from the build cache
+    log: str
 
 
 @dataclass
@@ -59,11 +90,52 @@ class ContainerState:
     raw: dict = field(default_factory=dict, repr=False)
 
 
+# Docker's documented default capability set (moby oci/caps/defaults.go; also what podman
+# 4.3 grants by built-in default): what sec.capabilities expects unless a target documents
+# another set (targets file `options: {default_capabilities: [...]}`).
+DOCKER_DEFAULT_CAPS = frozenset({
+    "CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID",
+    "SETFCAP", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE"})
+
+# What a driver may declare in `capabilities` (README: "What each driver supports").
+CAPABILITIES = {
+    "daemon": "a management daemon whose stop/kill/start the lifecycle suite drives",
+    "live-restore": "containers outlive their daemon by the daemon's own setting (dockerd --live-restore)",
+    "daemonless": "containers never depend on the API service (each has its own monitor, conmon)",
+    "pause": "freeze and thaw a container",
+    "restart-policy": "restart a container that exits (policy 'always')",
+    "image-build": "build an image from a Dockerfile context",
+    "logs": "read a container's output",
+    "runtime-select": "choose the OCI runtime per target (runc, crun)",
+    "image-run": "run a container from an image by reference, with the image's own config",
+    "image-inspect": "report an image's ID, config, layers and history (inspect_image, image_history)",
+    "image-transfer": "save an image to a tar and load one (save_image, load_image)",
+    "image-registry": "tag, push to and pull from a registry (tag_image, push_image, pull_image)",
+}
+
+
 class Driver:
     """Base class. Subclasses set `capabilities` and implement the methods below."""
     name = "base"
     # What the driver can express; checks needing more report 'unsupported' with the reason.
     capabilities = frozenset()
+    # How a disk quota is set (e.g. "storage-opt size" or "loop ext4 root"); None: it cannot.
+    disk_quota = None
+    # Effective capabilities a container of this driver gets by default (sec.capabilities).
+    default_capabilities = DOCKER_DEFAULT_CAPS
+
+    @classmethod
+    def describe(cls):
+        """What the driver supports, for reports and the README."""
+        return {"driver": cls.name, "capabilities": sorted(cls.capabilities),
+                "disk_quota": cls.disk_quota}
+
+    def documented_capabilities(self):
+        """The default capability set this target documents (option default_capabilities)."""
+        caps = self.target.options.get("default_capabilities")
+        if caps is None:
+            return set(self.default_capabilities)
+        return {str(c).upper().removeprefix("CAP_") for c in caps}
 
     def __init__(self, target, host=None, timeout=30):
         self.target = target
@@ -127,6 +199,37 @@ class Driver:
         """IDs of containers (any state) carrying all the given labels."""
         raise NotImplementedError
 
+    def wait_exit(self, cid, timeout):
+        """Poll until the container is no longer running; its state, or None on timeout."""
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.inspect(cid)
+            if st.status not in ("running", "restarting", "paused"):
+                return st
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+
+    # -- volumes ----------------------------------------------------------------------
+    def create_volume(self, name, labels=None):
+        raise NotImplementedError
+
+    def remove_volume(self, name):
+        raise NotImplementedError
+
+    def list_volumes(self):
+        """Names of every volume the runtime knows."""
+        raise NotImplementedError
+
+    def create_quota_volume(self, name, size, labels=None):
+        """A volume holding at most `size` bytes; Unsupported if the target has none."""
+        raise Unsupported(f"target '{self.target.name}' has no quota'd volumes")
+
+    def storage_path(self, cid):
+        """A host path on the file system that holds the container's writes (disk quota suite)."""
+        raise Unsupported(f"driver '{self.name}' cannot say where a container's writes land on its host")
+
     # -- images -----------------------------------------------------------------------
     def image_exists(self, ref):
         raise NotImplementedError
@@ -134,10 +237,40 @@ class Driver:
     def build_image(self, context_tar, tag, labels=None, nocache=False):
         raise NotImplementedError
 
+    def build(self, context_tar, tag, labels=None, nocache=False) -> "BuildResult":
+        """Build like build_image, and say which steps came from the build cache."""
+        raise NotImplementedError
+
+    def inspect_image(self, ref) -> "ImageInfo":
+        raise NotImplementedError
+
+    def image_history(self, ref):
+        """[{'id', 'created_by', 'size'}], newest step first."""
+        raise NotImplementedError
+
+    def tag_image(self, ref, repo, tag):
+        raise NotImplementedError
+
+    def push_image(self, repo, tag):
+        """Push repo:tag; returns the manifest digest the registry acknowledged."""
+        raise NotImplementedError
+
+    def pull_image(self, ref):
+        """Pull repo:tag or repo@digest; returns the image ID. PullFailed when refused."""
+        raise NotImplementedError
+
+    def save_image(self, ref) -> bytes:
+        raise NotImplementedError
+
+    def load_image(self, data: bytes):
+        """Load a saved tar; returns what the runtime said it loaded (IDs and/or tags)."""
+        raise NotImplementedError
+
     def remove_image(self, ref):
         raise NotImplementedError
 
-    def list_images(self):
+    def list_images(self, labels=None):
+        """Image IDs; only those carrying all the given labels when labels is given."""
         raise NotImplementedError
 
     # -- the daemon (host-side commands from the targets file) ----------------------------
@@ -153,6 +286,23 @@ class Driver:
             raise RuntimeFailure(f"daemon.{action} on {self.target.host} exited {res.rc}: "
                                  f"{(res.stderr or res.stdout).strip()[:300]}")
         return res
+
+    def reconnect(self):
+        """Forget connections to the runtime (after its daemon restarted)."""
+
+    def wait_ready(self, timeout):
+        """Poll the endpoint until the daemon answers; True, or False after timeout seconds."""
+        import time
+        deadline = time.monotonic() + timeout
+        while True:
+            self.reconnect()
+            try:
+                self.ping()
+                return True
+            except CutoverError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(0.2)
 
 
 def _quote(s):

@@ -38,7 +38,8 @@ class Daemon:
             return False
         os.makedirs(self.dir, exist_ok=True)
         self.prepare()
-        p = proc.start_detached(self.argv(), self.log, cgroup_procs=self.lab.cgroup_procs())
+        p = proc.start_detached(self.argv(), self.log, cgroup_procs=self.lab.cgroup_procs(),
+                                env=self.environment())
         self._write_pid_if_needed(p.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -52,6 +53,10 @@ class Daemon:
 
     def prepare(self):
         pass
+
+    def environment(self):
+        """The daemon's environment; None inherits ours (podman takes its config files here)."""
+        return None
 
     def _write_pid_if_needed(self, pid):
         """For programs that write no pid file of their own (set writes_pidfile = False)."""
@@ -79,8 +84,10 @@ class Daemon:
     def daemon_commands(self):
         """The targets file's daemon.stop/kill/start for this daemon."""
         me = self.lab.cutover_cmd()
-        return {"stop": f"kill -TERM $(cat {self.pidfile})",
-                "kill": f"kill -KILL $(cat {self.pidfile})",
+        # `lab signal` signals only a process of the lab's, and returns once it is gone, so
+        # that a start can follow at once (a bare kill returns while the daemon shuts down).
+        return {"stop": f"{me} lab signal {self.name} TERM",
+                "kill": f"{me} lab signal {self.name} KILL",
                 "start": f"{me} lab start {self.name}"}
 
     def status(self):
@@ -100,10 +107,17 @@ def mounts_under(root):
 
 
 def umount_all_under(root):
-    mounts = sorted(set(mounts_under(root)), key=lambda m: -m.count("/"))
-    for m in mounts:
-        subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
-    return len(mounts)
+    """Unmount everything at or under root; returns how many mounts went away."""
+    before = len(mounts_under(root))
+    # A mount can hide others under the same path (the lab directory's own bind mount made
+    # after lxcfs mounted): repeat until nothing is left, a few passes at most.
+    for _ in range(4):
+        mounts = mounts_under(root)
+        if not mounts:
+            break
+        for m in sorted(set(mounts), key=lambda m: -m.count("/")):
+            subprocess.run(["umount", "-l", m], capture_output=True, timeout=30)
+    return before - len(mounts_under(root))
 
 
 def tail(path, n=3):

@@ -3,16 +3,25 @@ import json
 import os
 
 from cutover import probe_image
+from cutover.errors import CutoverError
+from cutover.lab import proc
 from cutover.lab.daemon import Daemon, say, umount_all_under
 
 
 class Dockerd(Daemon):
     kind = "dockerd"
+    # `cutover lab start NAME --variant upgraded`: the same daemon restarted with a changed
+    # configuration (the lifecycle suite's "upgrade" event): other log options and another
+    # default OCI runtime (an alias of runc, so that existing containers keep working).
+    VARIANTS = {"upgraded": {"log-opts": {"max-size": "20m", "max-file": "3"},
+                             "runtimes": {"runc-upgraded": {"path": "runc"}},
+                             "default-runtime": "runc-upgraded"}}
 
     def __init__(self, lab, name, live_restore=True, extra_config=None, serves=None):
         super().__init__(lab, name)
         self.live_restore = live_restore
         self.extra_config = extra_config or {}
+        self.variant = None
         # {target name: {"lxcfs": bool, "runtime": str, "description": str, "options": {}}}
         self.serves = serves or {}
 
@@ -22,8 +31,11 @@ class Dockerd(Daemon):
             entry = {"host": "local://", "driver": "docker", "endpoint": self.endpoint,
                      "runtime": t.get("runtime", "runc"), "image": probe_image.TAG,
                      "daemon": self.daemon_commands(), "description": t.get("description", "")}
+            if t.get("control"):
+                entry["control"] = True
             if t.get("lxcfs"):
                 entry["lxcfs"] = self.lab.lxcfs.mountpoint
+                entry["daemon"]["lxcfs-restart"] = self.lab.lxcfs.restart_command()
             if t.get("options"):
                 entry["options"] = t["options"]
             out[name] = entry
@@ -39,7 +51,18 @@ class Dockerd(Daemon):
 
     @property
     def config_path(self):
-        return os.path.join(self.dir, "daemon.json")
+        return os.path.join(self.dir, f"daemon-{self.variant}.json" if self.variant else "daemon.json")
+
+    @property
+    def containerd_pidfile(self):
+        """The containerd this dockerd starts and supervises itself (no --containerd given)."""
+        return os.path.join(self.dir, "exec", "containerd", "containerd.pid")
+
+    def daemon_commands(self):
+        me = self.lab.cutover_cmd()
+        return dict(super().daemon_commands(),
+                    upgrade=f"{me} lab signal {self.name} TERM && {me} lab start {self.name} --variant upgraded",
+                    **{"containerd-kill": f"{me} lab kill-containerd {self.name}"})
 
     def config(self):
         cfg = {
@@ -57,6 +80,14 @@ class Dockerd(Daemon):
             "log-driver": "json-file",
         }
         cfg.update(self.extra_config)
+        if self.variant:
+            if self.variant not in self.VARIANTS:
+                raise CutoverError(f"lab: {self.name} has no variant '{self.variant}' "
+                                   f"(known: {', '.join(self.VARIANTS)})")
+            variant = dict(self.VARIANTS[self.variant])
+            # Add to the runtimes the daemon already knows (crun): an upgrade must not drop them.
+            variant["runtimes"] = dict(cfg.get("runtimes", {}), **variant.get("runtimes", {}))
+            cfg.update(variant)
         return cfg
 
     def prepare(self):
@@ -65,6 +96,12 @@ class Dockerd(Daemon):
         # A stale socket from a crash would make dockerd refuse to listen.
         if os.path.exists(self.socket):
             os.unlink(self.socket)
+        # After a SIGKILL the pid files stay: dockerd refuses to start while /proc/<pid> exists,
+        # and takes a zombie containerd (killed with it via its parent-death signal) for a live
+        # one it then waits on -- both for as long as PID 1 leaves the dead processes zombies.
+        for pidfile in (self.pidfile, self.containerd_pidfile):
+            if os.path.exists(pidfile) and not proc.alive(proc.read_pidfile(pidfile) or 0):
+                os.unlink(pidfile)
 
     def argv(self, config_path=None):
         return ["dockerd", "--config-file", config_path or self.config_path]

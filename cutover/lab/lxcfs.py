@@ -12,8 +12,10 @@ class Lxcfs(Daemon):
         return os.path.join(self.dir, "mnt")
 
     def prepare(self):
-        os.makedirs(self.mountpoint, exist_ok=True)
+        # A crashed lxcfs leaves a dead FUSE mount ("Transport endpoint is not connected")
+        # that even mkdir trips over: unmount first.
         umount_all_under(self.mountpoint)
+        os.makedirs(self.mountpoint, exist_ok=True)
 
     def argv(self):
         # -l: virtualize loadavg; --enable-cfs: cpuinfo/stat/online follow a CFS quota.
@@ -24,3 +26,8 @@ class Lxcfs(Daemon):
 
     def cleanup(self):
         umount_all_under(self.mountpoint)
+
+    def restart_command(self):
+        """daemon.lxcfs-restart of the targets that inject this lxcfs (a plain stop + start)."""
+        me = self.lab.cutover_cmd()
+        return f"{me} lab signal {self.name} TERM && {me} lab start {self.name}"
