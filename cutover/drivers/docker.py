@@ -46,7 +46,11 @@ class DockerDriver(Driver):
                 self._client = sshfwd.docker_client(self.target, timeout=self.timeout)
                 return self._client
             try:
-                self._client = docker.DockerClient(base_url=self.target.endpoint, timeout=self.timeout)
+                if self.target.endpoint.startswith("unix://"):
+                    from cutover.drivers.exactconn import unix_client
+                    self._client = unix_client(self.target.endpoint, timeout=self.timeout)
+                else:
+                    self._client = docker.DockerClient(base_url=self.target.endpoint, timeout=self.timeout)
             except docker.errors.DockerException as e:
                 raise CutoverError(f"target '{self.target.name}': cannot use endpoint "
                                    f"{self.target.endpoint}: {_short(e)}") from None

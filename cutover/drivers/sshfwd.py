@@ -13,7 +13,6 @@ Forwarders die with the process that started them (PR_SET_PDEATHSIG). That signa
 import atexit
 import itertools
 import ctypes
-import http.client
 import os
 import queue
 import shutil
@@ -103,45 +102,8 @@ def local_url(target, timeout=30):
 
 def docker_client(target, timeout=30):
     """A docker SDK client on the local end of the target's forwarded socket."""
-    import docker
-    from docker.transport import unixconn
-
-    class Connection(unixconn.UnixHTTPConnection):
-        response_class = _ExactHeaders
-
-    class Pool(unixconn.UnixHTTPConnectionPool):
-        def _new_conn(self):
-            return Connection(self.base_url, self.socket_path, self.timeout)
-
-    class Adapter(unixconn.UnixHTTPAdapter):
-        def get_connection(self, url, proxies=None):
-            with self.pools.lock:
-                pool = self.pools.get(url)
-                if pool is None:
-                    pool = self.pools[url] = Pool(url, self.socket_path, self.timeout, maxsize=self.max_pool_size)
-                return pool
-
-    url = local_url(target, timeout)
-    client = docker.DockerClient(base_url=url, timeout=timeout)
-    client.api._custom_adapter = Adapter(url.replace("unix://", "http+unix://"), timeout,
-                                         max_pool_size=client.api._custom_adapter.max_pool_size)
-    client.api.mount("http+docker://", client.api._custom_adapter)
-    return client
-
-
-class _ExactHeaders(http.client.HTTPResponse):
-    """An HTTP response that reads its status line and headers without reading ahead.
-
-    docker-py reads the raw stream of exec/attach from the socket *under* http.client's
-    buffer. Straight from dockerd's socket the headers come alone; through a relay (ssh)
-    the first output often arrives in the same read as the headers, sits in that buffer and
-    is lost: an exec then "succeeds" with empty output. A one-byte buffer reads no further
-    than the headers' last newline.
-    """
-
-    def __init__(self, sock, *args, **kwargs):
-        super().__init__(sock, *args, **kwargs)
-        self.fp = sock.makefile("rb", buffering=1)
+    from cutover.drivers.exactconn import unix_client
+    return unix_client(local_url(target, timeout), timeout)
 
 
 def _start(key, timeout):
