@@ -7,6 +7,7 @@ the lab directory on a loop device (cutover.looproot), mounted as this dockerd's
 `lab down` unmounts it and frees the loop device, also after a crash (looproot.release_under).
 """
 import os
+import subprocess
 
 from cutover import looproot
 from cutover.lab.daemon import say
@@ -36,6 +37,13 @@ class BtrfsDockerd(Dockerd):
             if os.path.exists(self.image):       # left by a crash: start from a clean file system
                 looproot.release(self.lab.root, self.image)
             dev = looproot.make(self.lab.root, self.image, self.data_root, SIZE, fstype="btrfs")
+            # Qgroups on before dockerd makes its first subvolume: docker enables them lazily at
+            # the first --storage-opt size, and qgroups enabled over existing subvolumes stay
+            # "inconsistent" until a rescan -- limits were then seen not to hold at all.
+            subprocess.run(["btrfs", "quota", "enable", self.data_root], check=True, timeout=60,
+                           capture_output=True)
+            subprocess.run(["btrfs", "quota", "rescan", "-w", self.data_root], check=True, timeout=120,
+                           capture_output=True)
             say(f"lab: {self.name:<12} btrfs data root on {dev} ({SIZE // 2**20} MiB sparse)")
         super().prepare()
 
