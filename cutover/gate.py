@@ -255,6 +255,10 @@ class _Gate:
             seen.setdefault(target, set()).add(check)
         suites = {catalogue.CHECKS[c].suite for checks in seen.values() for c in checks if c in catalogue.CHECKS}
         self.expected = [c.id for c in catalogue.CHECKS.values() if c.suite in suites]
+        # Pair checks (coexistence) are recorded on a pair target 'A+B' ('+' never appears in a
+        # target name); a pair owes only pair suites and a single target only the others.
+        pair_suites = {catalogue.CHECKS[c].suite for t, checks in seen.items() if "+" in t
+                       for c in checks if c in catalogue.CHECKS}
         for target in sorted(self.targets):
             checks = seen.get(target, set())
             if not checks:
@@ -264,7 +268,8 @@ class _Gate:
                 self.reason("unknown-check", f"{check} on {target} is not in the catalogue; "
                             f"the gate cannot judge a check it does not know", check=check, target=target)
             for check in self.expected:
-                if check not in checks:
+                owed = (catalogue.CHECKS[check].suite in pair_suites) == ("+" in target)
+                if owed and check not in checks:
                     suite = catalogue.CHECKS[check].suite
                     self.missing.append((check, target, None))
                     self.reason("not-collected", f"{check} on {target} was owed (suite {suite} ran) "

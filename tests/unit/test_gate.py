@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cutover import summary
+from cutover import catalogue, summary
 from cutover.diffrun import diff_runs, format_table
 from cutover.errors import CutoverError
 from cutover.gate import FAIL, PASS, Unreadable, certificates, evaluate
@@ -473,3 +473,13 @@ def test_any_loadable_results_file_gives_a_verdict_or_a_diff_or_a_cutover_error(
     certificates(result)
     summary.render(result)
     json.dumps(result.as_dict(), default=str)
+
+
+def test_pair_checks_are_owed_by_pairs_only(tmp_path):
+    """Coexistence records sit on a pair target 'A+B': single targets do not owe them, and back."""
+    coex = [c.id for c in catalogue.by_suite()["isolation/coexistence"]]
+    pair = records("lxc-t4+docker", checks=coex, allocations=(None,))
+    run = write(tmp_path / "run", records("docker") + pair)
+    result = gate(run)
+    assert [r for r in result.reasons if r.kind == "not-collected"] == []
+    assert result.verdict == PASS
