@@ -35,18 +35,18 @@ def digest(results):
     return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
 
 
-def write_atomic(path, data):
-    """Write JSON to path atomically; raise CutoverError (one line) when it cannot."""
+def write_text_atomic(path, text, mode=0o644):
+    """Write text to path atomically (temp file + fsync + rename); CutoverError when it cannot."""
     directory = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=1, sort_keys=False, default=str)
-                f.write("\n")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
             try:
@@ -56,6 +56,11 @@ def write_atomic(path, data):
             raise
     except OSError as e:
         raise CutoverError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def write_atomic(path, data):
+    """Write JSON to path atomically; raise CutoverError (one line) when it cannot."""
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False, default=str) + "\n")
 
 
 def write_run(path, run_meta, results):

@@ -13,13 +13,10 @@ The DOM is part of the interface (a headless-browser self-test reads it), so it 
   #certificates section.certificate[data-host][data-verdict], #waivers tr.waiver[data-status]
 """
 import html
-import os
 import re
-import tempfile
 
-from cutover import catalogue
+from cutover import catalogue, results
 from cutover.diffrun import show
-from cutover.errors import CutoverError
 from cutover.gate import SEVERITY_ORDER, certificates, given
 
 CSS = """
@@ -100,26 +97,7 @@ def render(result):
 
 def write(result, path):
     """Write the page atomically (a half-written report is worse than none)."""
-    text = render(result)
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-    except OSError as e:
-        raise CutoverError(f"cannot write {path}: {e.strerror or e}") from None
+    results.write_text_atomic(path, render(result))
 
 
 def _e(value):
