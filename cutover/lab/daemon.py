@@ -96,6 +96,26 @@ class Daemon:
 
 
 
+def remove_all_containers(endpoint, name, volumes=True):
+    """Remove every container (and volume) behind a lab daemon's Docker-compatible API.
+
+    Everything on a lab daemon is the lab's or a harness run's. A half-dead daemon only gets
+    a note: the cgroup sweep that follows in `lab down` takes care of what is left.
+    """
+    import docker
+    try:
+        c = docker.DockerClient(base_url=endpoint, timeout=30)
+        ids = [x["Id"] for x in c.api.containers(all=True)]
+        for cid in ids:
+            c.api.remove_container(cid, force=True, v=True)
+        for v in (c.api.volumes().get("Volumes") or []) if volumes else []:
+            c.api.remove_volume(v["Name"], force=True)
+        return len(ids)
+    except Exception as e:
+        say(f"lab: could not clean containers of {name}: {str(e).splitlines()[0][:200]}")
+        return 0
+
+
 def mounts_under(root):
     out = []
     with open("/proc/self/mountinfo") as f:

@@ -5,7 +5,7 @@ import os
 from cutover import probe_image
 from cutover.errors import CutoverError
 from cutover.lab import proc
-from cutover.lab.daemon import Daemon, say, umount_all_under
+from cutover.lab.daemon import Daemon, remove_all_containers, umount_all_under
 
 
 class Dockerd(Daemon):
@@ -125,18 +125,7 @@ class Dockerd(Daemon):
         """Every container on a lab daemon is the lab's or a harness run's: remove them."""
         if not self.pid():
             return 0
-        import docker
-        try:
-            c = docker.DockerClient(base_url=self.endpoint, timeout=30)
-            ids = [x["Id"] for x in c.api.containers(all=True)]
-            for cid in ids:
-                c.api.remove_container(cid, force=True, v=True)
-            for v in c.api.volumes().get("Volumes") or []:
-                c.api.remove_volume(v["Name"], force=True)
-            return len(ids)
-        except Exception as e:  # the daemon may be half dead: the cgroup sweep follows
-            say(f"lab: could not clean containers of {self.name}: {str(e).splitlines()[0][:200]}")
-            return 0
+        return remove_all_containers(self.endpoint, self.name)
 
     def stop(self, grace=20):
         self.remove_all_containers()

@@ -23,7 +23,7 @@ import socket
 import subprocess
 
 from cutover import probe_image
-from cutover.lab.daemon import Daemon, mounts_under, say, umount_all_under
+from cutover.lab.daemon import Daemon, mounts_under, remove_all_containers, umount_all_under
 
 ULIMIT = 20000      # root's hard open-files limit here: container ulimits must fit in it
 
@@ -191,16 +191,7 @@ class Podman(Daemon):
         """Every container in the lab's podman storage is the lab's or a run's: remove them."""
         if not self.pid():
             return 0
-        import docker
-        try:
-            c = docker.DockerClient(base_url=self.endpoint, timeout=30)
-            ids = [x["Id"] for x in c.api.containers(all=True)]
-            for cid in ids:
-                c.api.remove_container(cid, force=True, v=True)
-            return len(ids)
-        except Exception as e:  # the service may be half dead: the cgroup sweep follows
-            say(f"lab: could not clean containers of {self.name}: {str(e).splitlines()[0][:200]}")
-            return 0
+        return remove_all_containers(self.endpoint, self.name, volumes=False)
 
     def stop(self, grace=20):
         self.remove_all_containers()
