@@ -25,6 +25,7 @@ from cutover.errors import CutoverError, RuntimeTimeout
 STATE = "loops.json"
 # Every loop device allocation of Cutover's (here, and LXC's -B loop in the lxc driver) holds
 # this lock: LXC does not retry when another process takes the free device it found first.
+# Every detach by number holds it too, so a number freed and taken again is not detached.
 LOCK = "/run/lock/cutover-loop.lock"
 TIMEOUT = 60
 MKFS = {"ext4": ["mkfs.ext4", "-q", "-F", "-m", "0", "-E", "nodiscard"],
@@ -73,7 +74,7 @@ def _state(owner):
 
 
 @contextlib.contextmanager
-def _loop_lock(timeout=120):
+def loop_lock(timeout=120):
     os.makedirs(os.path.dirname(LOCK), exist_ok=True)
     fd = os.open(LOCK, os.O_CREAT | os.O_RDWR, 0o600)
     try:
@@ -172,7 +173,7 @@ def make(owner, image, mountpoint, size, fstype="ext4", populate=None):
         os.makedirs(mountpoint, exist_ok=True)
     with open(image, "wb") as f:
         f.truncate(size)                       # sparse: the host pays only for what is written
-    with _state(owner) as st, _loop_lock():
+    with _state(owner) as st, loop_lock():
         dev = _must(["losetup", "--find", "--show", image]).strip()
         st[image] = {"dev": dev, "mountpoint": mountpoint and os.path.abspath(mountpoint), "fstype": fstype}
     try:
@@ -197,16 +198,32 @@ def _umount(mp):
         _run(["umount", "-l", mp])
 
 
-def _detach(dev):
-    _run(["losetup", "-d", dev])
+def _detach_if_ours(devs, ours):
+    """Detach each of devs that ours() (a fresh set of devices) still names, under LOCK.
+
+    A loop device is known by a number the kernel reuses: one that make() left to autoclear is
+    freed at its last unmount, and another loop user may take the number at once. Detaching by
+    number a device that was ours before the unmount pulls a neighbour's device from under its
+    mkfs ("Device size reported to be zero", "apparently in use by the system"). Every loop
+    allocation of Cutover's holds LOCK, so under it what the backing file is now stays true
+    until the detach.
+    """
+    if not devs:
+        return
+    with loop_lock():
+        still = ours()
+        for dev in devs:
+            if dev in still:
+                _run(["losetup", "-d", dev])
 
 
 def release(owner, image):
     """Unmount, detach and delete one loop file system made by make()."""
     rec = records(owner).get(image, {})
-    devs = {d for d, back in loop_devices().items() if back == os.path.abspath(image)}
-    if rec.get("dev") and loop_devices().get(rec["dev"]) == os.path.abspath(image):
-        devs.add(rec["dev"])
+
+    def ours():
+        return {d for d, back in loop_devices().items() if back == os.path.abspath(image)}
+    devs = ours()
     mps = set()
     if rec.get("mountpoint") and is_mounted(rec["mountpoint"]):
         mps.add(rec["mountpoint"])
@@ -214,8 +231,7 @@ def release(owner, image):
         mps.update(mounts_of(dev))
     for mp in sorted(mps, key=lambda m: -m.count("/")):
         _umount(mp)
-    for dev in devs:
-        _detach(dev)
+    _detach_if_ours(devs, ours)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(image)
     if rec.get("mountpoint"):
@@ -237,7 +253,8 @@ def release_under(root, state_dirs=(), wait=10):
     for dev in devs:
         for mp in sorted(mounts_of(dev), key=lambda m: -m.count("/")):
             _umount(mp)
-        _detach(dev)
+    # Other labs on the machine may be taking the numbers these free (see _detach_if_ours).
+    _detach_if_ours(devs, lambda: set(devices_under(root, dirs)))
     deadline = time.monotonic() + wait
     while devices_under(root, dirs) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -17,7 +17,7 @@ import shutil
 import stat
 import subprocess
 
-from cutover import probe_image
+from cutover import looproot, probe_image
 from cutover.lab.daemon import say
 
 
@@ -62,8 +62,11 @@ class LxcHost:
         if names:
             say(f"lab: {self.name:<12} destroyed {len(names)} container(s)")
         loops = 0
-        for dev in loops_backed_by(backing):
-            loops += _run(["losetup", "-d", dev]).returncode == 0
+        # Listed and detached under Cutover's loop lock: a number LXC freed at the stop may be
+        # taken at once by another lab's loop user (see looproot._detach_if_ours).
+        with looproot.loop_lock():
+            for dev in loops_backed_by(backing):
+                loops += _run(["losetup", "-d", dev]).returncode == 0
         if loops:
             say(f"lab: {self.name:<12} detached {loops} loop device(s)")
         shutil.rmtree(self.lxcpath, ignore_errors=True)      # images and volumes too
