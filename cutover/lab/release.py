@@ -58,14 +58,18 @@ def rootfs_dir(release):
     return os.path.join(CACHE, "rootfs", release)
 
 
-def stamp(release):
-    """The cached root's stamp ({release, packages: {name: version}, created, ...}) or None."""
+def read_stamp(path):
+    """A cached root's stamp ({release, packages: {name: version}, created, ...}) or None."""
     try:
-        with open(os.path.join(rootfs_dir(release), STAMP)) as f:
+        with open(os.path.join(path, STAMP)) as f:
             data = json.load(f)
         return data if isinstance(data.get("packages"), dict) else None
     except (OSError, ValueError):
         return None
+
+
+def stamp(release):
+    return read_stamp(rootfs_dir(release))
 
 
 def mirror_reachable(release="trixie", timeout=5):
@@ -78,14 +82,15 @@ def mirror_reachable(release="trixie", timeout=5):
         return False
 
 
-def available(release):
+def available(release, path=None):
     """(True, '') when the release's root is cached or can be made; else (False, why)."""
-    if stamp(release):
+    path = path or rootfs_dir(release)
+    if read_stamp(path):
         return True, ""
     if not shutil.which("debootstrap"):
         return False, "debootstrap is not installed (setup.sh installs it)"
     if not mirror_reachable(release):
-        return False, f"no cached {release} root in {rootfs_dir(release)} and the Debian mirror {MIRROR} is unreachable"
+        return False, f"no cached {release} root in {path} and the Debian mirror {MIRROR} is unreachable"
     return True, ""
 
 
@@ -94,24 +99,30 @@ def ensure_rootfs(release):
     if release not in RELEASES:
         raise CutoverError(f"--release: unknown release '{release}' (known: {', '.join(RELEASES)}; "
                            f"'{HOST_RELEASE}' is the machine's own packages)")
-    path = rootfs_dir(release)
-    if stamp(release):
+    return bootstrap(rootfs_dir(release), release, PACKAGES)
+
+
+def bootstrap(path, release, packages, finish=None, what=None):
+    """A root file system at path made once by debootstrap (then `finish(tmp, log)`), with a
+    stamp of its package versions; a second call finds the stamp and returns at once."""
+    what = what or f"Debian {release} root"
+    if read_stamp(path):
         return path
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    # One bootstrap at a time per release, across labs and CI on this machine.
-    fd = os.open(os.path.join(os.path.dirname(path), f".{release}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    # One bootstrap at a time per root, across labs and CI on this machine.
+    fd = os.open(os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        if stamp(release):
+        if read_stamp(path):
             return path
-        ok, why = available(release)
+        ok, why = available(release, path)
         if not ok:
-            raise CutoverError(f"lab: cannot make the {release} root: {why}")
+            raise CutoverError(f"lab: cannot make the {what}: {why}")
         tmp, log = path + ".tmp", path + ".log"
         shutil.rmtree(tmp, ignore_errors=True)
-        say(f"lab: bootstrapping Debian {release} into {path} (debootstrap, about 30 s; log {log})")
+        say(f"lab: bootstrapping the {what} into {path} (debootstrap; log {log})")
         t0 = time.monotonic()
-        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", release, tmp, MIRROR]
+        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", release, tmp, MIRROR]
         with open(log, "w") as lf:
             try:
                 res = subprocess.run(argv, stdout=lf, stderr=subprocess.STDOUT, timeout=BOOTSTRAP_TIMEOUT)
@@ -119,20 +130,23 @@ def ensure_rootfs(release):
                 raise CutoverError(f"lab: debootstrap {release} took more than {BOOTSTRAP_TIMEOUT}s; see {log}") from None
         if res.returncode != 0:
             raise CutoverError(f"lab: debootstrap {release} exited {res.returncode}; see {log}")
-        q = subprocess.run(["chroot", tmp, "dpkg-query", "-W", "-f", "${Package}\t${Version}\n", *PACKAGES, "libc6"],
+        say(f"lab: debootstrap done in {time.monotonic() - t0:.0f}s")
+        if finish:
+            finish(tmp, log)
+        q = subprocess.run(["chroot", tmp, "dpkg-query", "-W", "-f", "${Package}\t${Version}\n", *packages, "libc6"],
                            capture_output=True, text=True, timeout=60)
         versions = dict(line.split("\t", 1) for line in q.stdout.splitlines() if "\t" in line)
-        missing = [p for p in PACKAGES if p not in versions]
+        missing = [p for p in packages if p not in versions]
         if missing:
-            raise CutoverError(f"lab: the {release} root lacks {', '.join(missing)} after debootstrap; see {log}")
+            raise CutoverError(f"lab: the {what} lacks {', '.join(missing)} after debootstrap; see {log}")
         with open(os.path.join(tmp, STAMP), "w") as f:
             json.dump({"release": release, "packages": versions, "mirror": MIRROR,
                        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        "bootstrap_seconds": round(time.monotonic() - t0, 1)}, f, indent=1)
         shutil.rmtree(path, ignore_errors=True)      # a partial root without a stamp
         os.rename(tmp, path)
-        say(f"lab: Debian {release} root ready in {time.monotonic() - t0:.0f}s: "
-            + ", ".join(f"{p} {versions[p]}" for p in ("docker.io", "runc", "lxcfs")))
+        say(f"lab: {what} ready in {time.monotonic() - t0:.0f}s: "
+            + ", ".join(f"{p} {versions[p]}" for p in ("docker.io", "runc", "lxcfs") if p in versions))
         return path
     finally:
         os.close(fd)
