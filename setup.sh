@@ -11,6 +11,8 @@ fi
 
 # Runtimes and tools, all from Debian's packages.
 PACKAGES="docker.io containerd runc crun podman conmon catatonit lxc lxcfs busybox-static debootstrap docker-registry btrfs-progs e2fsprogs iproute2 util-linux mount procps openssh-server openssh-client chromium"
+# ./setup.sh --kernel-gate: also qemu, which only ./kernel-gate.sh needs.
+[ "${1:-}" = "--kernel-gate" ] && PACKAGES="$PACKAGES qemu-system-x86"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

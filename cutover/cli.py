@@ -28,7 +28,10 @@ def cmd_lab(args):
     if args.action == "up":
         if args.host_variant and args.hosts is None:
             raise CutoverError("lab up: --host-variant needs --hosts N")
-        lab.up(hosts=args.hosts, host_variants=args.host_variant, release=args.release)
+        if args.guests is not None:
+            from cutover.lab.guests import parse_specs
+            parse_specs(args.guests)          # bad input: one line, before anything starts
+        lab.up(hosts=args.hosts, host_variants=args.host_variant, release=args.release, guests=args.guests)
     elif args.action == "down":
         lab.down()
     elif args.action == "start":
@@ -197,6 +200,9 @@ def build_parser():
                      help="'up': make host I differ (no-live-restore, no-lxcfs, lxcfs-default, ansible)")
     lab.add_argument("--release", metavar="RELEASE",
                      help="'up': also run Debian RELEASE's stack (trixie) from a cached root; 'none' removes it")
+    lab.add_argument("--guests", metavar="KERNEL[-cgroup2],...",
+                     help="'up': also boot qemu guests with these kernels (6.1, 6.12; -cgroup2 for a v2 "
+                          "boot), each with its own targets file <lab>/guests/vm-SPEC.yaml; 'none' removes them")
     lab.add_argument("--json", action="store_true")
     lab.set_defaults(func=cmd_lab)
 

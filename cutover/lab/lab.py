@@ -27,6 +27,7 @@ from cutover.lab import hugetlb
 from cutover.lab.podman import Podman, share_lab_dir
 from cutover.lab.registry import Registry
 from cutover.lab.release import Releases
+from cutover.lab.guests import Guests
 
 DEFAULT_ROOT = "/var/lib/cutover-lab"
 # docker-unsafe's targets-file options (cutover/drivers/docker.py, OPTIONS): the pieces of
@@ -108,6 +109,8 @@ class Lab:
         self.fleet = SimHosts(self)
         # Another Debian release's stack (`lab up --release trixie`, see release.py), appended too.
         self.releases = Releases(self)
+        # Kernel-gate guests (`lab up --guests 6.1,6.12`, see guests.py): qemu, appended too.
+        self.guests = Guests(self)
 
     @property
     def loop_dir(self):
@@ -139,7 +142,7 @@ class Lab:
         if os.geteuid() != 0:
             raise CutoverError("lab: must run as root (it starts dockerd and lxcfs)")
 
-    def up(self, hosts=None, host_variants=None, release=None):
+    def up(self, hosts=None, host_variants=None, release=None, guests=None):
         self.check_prerequisites()
         fd = self._lock()
         try:
@@ -147,6 +150,8 @@ class Lab:
                 self.fleet.configure(hosts, host_variants)
             if release is not None:
                 self.releases.configure(release)
+            if guests is not None:
+                self.guests.configure(guests)
             for d in (self.run_dir, self.log_dir):
                 os.makedirs(d, mode=0o700, exist_ok=True)
             os.chmod(self.root, 0o700)

@@ -32,6 +32,7 @@ import subprocess
 
 from cutover import probe_image
 from cutover.errors import CutoverError
+from cutover.results import write_text_atomic
 from cutover.lab.daemon import Daemon, say
 from cutover.lab.dockerd import Dockerd
 from cutover.lab.lxcfs import Lxcfs
@@ -500,11 +501,7 @@ class HostDockerd(InHost, Dockerd):
 
 
 def _write(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_text_atomic(path, text, mode=0o600)      # keys' paths, ports: root's business only
 
 
 def _quiet_ipv6(dev):
