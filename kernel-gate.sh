@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 out=${1:-out/kernel-gate-$(date +%Y%m%d-%H%M%S)}
 [ $# -gt 0 ] && shift
-sel=${CUTOVER_KERNEL_GATE_K:-visibility or lifecycle}
+sel=${CUTOVER_KERNEL_GATE_K:-visibility or loadavg or lifecycle}
 lab=${CUTOVER_LAB:-/var/lib/cutover-lab}
 guests=(6.1 6.12 6.12-cgroup2)
 t() { date +%s.%N; }

@@ -30,7 +30,11 @@ from cutover.errors import CutoverError
 
 HOST_SCHEMES = ("local://", "ssh://", "ansible://", "paramiko://", "docker://")
 TARGET_KEYS = {"control", "host", "driver", "endpoint", "runtime", "lxcfs", "image", "daemon", "options",
-               "description", "registry"}
+               "description", "registry", "time_factor"}
+# time_factor: a slow host (an emulated guest): the slack that timing checks allow beyond what
+# they test (a stop's grace period, a container's age) is multiplied by it. Lower bounds are
+# not: a stop that does not wait its grace period fails on any host.
+MAX_TIME_FACTOR = 20
 REGISTRY_KEYS = {"address", "storage", "pull_by"}
 # upgrade: restart the daemon with a changed configuration (or version); containerd-kill:
 # SIGKILL the runtime's containerd and return once it is back; lxcfs-restart: stop + start
@@ -53,6 +57,7 @@ class Target:
     options: dict = field(default_factory=dict)
     description: str = ""
     control: bool = False     # a deliberately wrong configuration, kept to prove checks can fail
+    time_factor: float = 1.0  # >1 on a slow (emulated) host: timing checks' slack is scaled
     registry: dict = field(default_factory=dict)   # {address, storage, pull_by}; {} for none
     # From the file's top level (fleets): how testinfra and the ssh:// endpoint reach the host.
     ssh_config: str = None
@@ -67,6 +72,12 @@ class Target:
         return {"host": self.host, "driver": self.driver, "endpoint": self.endpoint,
                 "runtime": self.runtime, "lxcfs": self.lxcfs, "image": self.image,
                 "description": self.description}
+
+
+def _time_factor(where, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= MAX_TIME_FACTOR:
+        raise CutoverError(f"{where}.time_factor: must be a number from 1 to {MAX_TIME_FACTOR}, got {value!r}")
+    return float(value)
 
 
 def _str(where, key, value, required=True):
@@ -171,6 +182,7 @@ def parse(data, source="targets", base_dir=None):
             daemon=dict(daemon), options=dict(options),
             description=str(t.get("description", "")), registry=_registry(where, t.get("registry")),
             control=_bool(where, "control", t.get("control", False)),
+            time_factor=_time_factor(where, t.get("time_factor", 1)),
             **fleet)
     return out
 

@@ -306,7 +306,7 @@ class Scenario:
         for c, res, took, st, got_term in done:
             n = c.name
             exp[f"{n}: stop"], obs[f"{n}: stop"] = "ok", res
-            exp[f"{n}: stop took"] = Between(STOP_GRACE - 0.2, STOP_GRACE + STOP_SLACK, unit="s")
+            exp[f"{n}: stop took"] = Between(STOP_GRACE - 0.2, STOP_GRACE + STOP_SLACK * d.target.time_factor, unit="s")
             obs[f"{n}: stop took"] = took
             exp[f"{n}: SIGTERM before SIGKILL"], obs[f"{n}: SIGTERM before SIGKILL"] = True, got_term
             exp[f"{n}: exit code after stop"], obs[f"{n}: exit code after stop"] = 137, st.exit_code

@@ -83,7 +83,7 @@ def test_targets_file_parses_and_its_daemon_events_are_the_guest_scripts(tmp_pat
     with open(os.path.join(FILES, "cutover-daemon")) as f:
         script = f.read()
     for t in ts.values():
-        assert t.host == "ssh://vm-6.1" and t.ssh_config == g.guests.ssh_config
+        assert t.host == "ssh://vm-6.1" and t.ssh_config == g.guests.ssh_config and t.time_factor == G.TIME_FACTOR
         assert set(t.daemon) <= targets.DAEMON_KEYS
         for event, cmd in t.daemon.items():
             assert cmd == f"cutover-daemon {event}" and f"\n  {event})" in script

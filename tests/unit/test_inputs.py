@@ -27,6 +27,8 @@ def test_good_targets_defaults():
     ({"targets": {"d": {"driver": "docker", "endpoint": "unix:///x", "host": "web-1"}}}, "not a testinfra URL"),
     ({"targets": {"d": {"driver": "docker", "endpoint": "unix:///x", "daemon": {"reboot": "x"}}}}, "unknown key 'reboot'"),
     ({"targets": {"bad name": {"driver": "docker", "endpoint": "unix:///x"}}}, "target name"),
+    ({"targets": {"d": {"driver": "docker", "endpoint": "unix:///x", "time_factor": 0.5}}}, "time_factor: must be"),
+    ({"targets": {"d": {"driver": "docker", "endpoint": "unix:///x", "time_factor": "slow"}}}, "time_factor: must be"),
     ({"targets": [], "extra": 1}, "unknown top-level key"),
 ])
 def test_bad_targets(data, needle):
