@@ -38,6 +38,8 @@ def _stack(run):
             out.setdefault("cgroup driver / version", f"{tf.get('cgroup_driver')} / v{tf.get('cgroup_version')}")
             out.setdefault("storage driver", tf.get("storage_driver"))
             out.setdefault("live-restore", tf.get("live_restore"))
+            if "warnings" in tf:     # what the daemon says it cannot do on this kernel
+                out.setdefault("daemon warnings", "; ".join(tf["warnings"]) or "none")
         out["lxcfs"] = facts.get("lxcfs")
         break
     return out

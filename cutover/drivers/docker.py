@@ -87,7 +87,10 @@ class DockerDriver(Driver):
                 "storage_driver": info.get("Driver"), "cgroup_driver": info.get("CgroupDriver"),
                 "cgroup_version": info.get("CgroupVersion"), "live_restore": info.get("LiveRestoreEnabled"),
                 "kernel": info.get("KernelVersion"), "os": info.get("OperatingSystem"),
-                "ncpu": info.get("NCPU"), "mem_total": info.get("MemTotal")}
+                "ncpu": info.get("NCPU"), "mem_total": info.get("MemTotal"),
+                # What the daemon says it cannot do here ("No memory limit support", ...):
+                # the evidence when a kernel silently drops a limit.
+                "warnings": [w.strip() for w in info.get("Warnings") or []]}
 
     # -- containers ----------------------------------------------------------------------
     def _lxcfs_binds(self):
