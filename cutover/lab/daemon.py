@@ -1,4 +1,5 @@
 """A long-running process of the lab, known by its pid file, and the lab's mount helpers."""
+import json
 import os
 import subprocess
 import sys
@@ -6,6 +7,16 @@ import time
 
 from cutover.errors import CutoverError
 from cutover.lab import proc
+
+
+def load_state(path):
+    """A lab part's JSON state file ({} when it is missing or unreadable: nothing configured)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def say(msg):

@@ -64,6 +64,16 @@ class Dockerd(Daemon):
                     upgrade=f"{me} lab signal {self.name} TERM && {me} lab start {self.name} --variant upgraded",
                     **{"containerd-kill": f"{me} lab kill-containerd {self.name}"})
 
+    # What every dockerd of Cutover's runs with, here or in a kernel-gate guest (guest_image.py).
+    BASE_CONFIG = {
+        # No shared bridge and no iptables: the lab's containers have only loopback.
+        "bridge": "none", "iptables": False, "ip6tables": False, "ip-masq": False,
+        "storage-driver": "overlay2",
+        # Root here has a hard nofile limit of 20000; container ulimits must fit in it.
+        "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 20000, "Hard": 20000}},
+        "log-driver": "json-file",
+    }
+
     def config(self):
         cfg = {
             "data-root": os.path.join(self.dir, "data"),
@@ -71,13 +81,8 @@ class Dockerd(Daemon):
             "pidfile": self.pidfile,
             "hosts": [self.endpoint],
             "live-restore": self.live_restore,
-            # No shared bridge and no iptables: the lab's containers have only loopback.
-            "bridge": "none", "iptables": False, "ip6tables": False, "ip-masq": False,
             "cgroup-parent": f"/{self.lab.cgroup_name}/{self.name}",
-            "storage-driver": "overlay2",
-            # Root here has a hard nofile limit of 20000; container ulimits must fit in it.
-            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 20000, "Hard": 20000}},
-            "log-driver": "json-file",
+            **self.BASE_CONFIG,
         }
         cfg.update(self.extra_config)
         if self.variant:

@@ -38,9 +38,7 @@ KEY = os.path.join(DIR, "id_ed25519")
 def _daemon_json():
     """The guest dockerd's configuration: the lab's dockerd's, minus its private paths."""
     from cutover.lab.dockerd import Dockerd
-    base = {"live-restore": True, "bridge": "none", "iptables": False, "ip6tables": False, "ip-masq": False,
-            "storage-driver": "overlay2", "log-driver": "json-file",
-            "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 20000, "Hard": 20000}}}
+    base = {"live-restore": True, **Dockerd.BASE_CONFIG}
     return {"daemon.json": base, "daemon-upgraded.json": dict(base, **Dockerd.VARIANTS["upgraded"])}
 
 

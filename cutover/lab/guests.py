@@ -32,7 +32,7 @@ from cutover import probe_image
 from cutover.errors import CutoverError
 from cutover.results import write_text_atomic
 from cutover.lab import guest_image
-from cutover.lab.daemon import Daemon, say
+from cutover.lab.daemon import Daemon, load_state, say
 
 SPEC = re.compile(r"^(\d+\.\d+)(-cgroup2)?$")
 # Emulation makes every container start and stop slow (a `stop -t 2` took up to 12.8 s with three
@@ -65,15 +65,8 @@ class Guests:
         self.state_path = os.path.join(self.dir, "state.json")
         self.ssh_config = os.path.join(self.dir, "ssh_config")
         self.known_hosts = os.path.join(self.dir, "known_hosts")
-        self.guests = [Guest(self, s) for s in self._load()]
+        self.guests = [Guest(self, s) for s in load_state(self.state_path).get("guests", [])]
         lab.daemons.extend(self.guests)
-
-    def _load(self):
-        try:
-            with open(self.state_path) as f:
-                return json.load(f).get("guests", [])
-        except (OSError, ValueError):
-            return []
 
     def configure(self, value):
         specs = parse_specs(value)
@@ -174,10 +167,6 @@ class Guest(Daemon):
         self.ensure_image()
         self.write_targets()
         return started
-
-    def ssh(self, command, timeout=120):
-        argv = ["ssh", "-F", self.guests.ssh_config, self.name, command]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
 
     def ensure_image(self):
         from cutover import targets

@@ -40,7 +40,7 @@ import urllib.request
 import yaml
 
 from cutover.errors import CutoverError
-from cutover.lab.daemon import Daemon, say
+from cutover.lab.daemon import Daemon, load_state, say
 from cutover.lab.dockerd import Dockerd
 from cutover.lab.lxcfs import Lxcfs
 
@@ -420,11 +420,7 @@ class Releases:
             self._make(self.release)
 
     def _load(self):
-        try:
-            with open(self.state_path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+        return load_state(self.state_path)
 
     def _make(self, release):
         lab = self.lab

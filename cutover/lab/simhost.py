@@ -33,7 +33,7 @@ import subprocess
 from cutover import probe_image
 from cutover.errors import CutoverError
 from cutover.results import write_text_atomic
-from cutover.lab.daemon import Daemon, say
+from cutover.lab.daemon import Daemon, load_state, say
 from cutover.lab.dockerd import Dockerd
 from cutover.lab.lxcfs import Lxcfs
 
@@ -105,11 +105,7 @@ class SimHosts:
         lab.daemons.extend(self.hosts)
 
     def _load(self):
-        try:
-            with open(self.state_path) as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return {}
+        return load_state(self.state_path)
 
     def _save(self):
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
