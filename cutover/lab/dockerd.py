@@ -79,6 +79,9 @@ class Dockerd(Daemon):
             "data-root": os.path.join(self.dir, "data"),
             "exec-root": os.path.join(self.dir, "exec"),
             "pidfile": self.pidfile,
+            # dockerd 20.10 otherwise writes its trust key (the engine ID) to /etc/docker/key.json:
+            # the lab must not touch /etc/docker, and each lab daemon is its own engine.
+            "deprecated-key-path": os.path.join(self.dir, "key.json"),
             "hosts": [self.endpoint],
             "live-restore": self.live_restore,
             "cgroup-parent": f"/{self.lab.cgroup_name}/{self.name}",

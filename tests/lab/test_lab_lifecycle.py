@@ -31,6 +31,17 @@ def leftovers(lab):
 CLEAN = {"processes": [], "mounts": [], "cgroups": [], "dir": False}
 
 
+def machine_docker_state():
+    """What the lab must never touch: /etc/docker's files, and whether the default paths exist."""
+    files = {}
+    for top, _, names in os.walk("/etc/docker"):
+        for n in names:
+            p = os.path.join(top, n)
+            files[p] = os.stat(p).st_mtime_ns
+    return {"/etc/docker": files, **{p: os.path.exists(p) for p in
+            ("/var/lib/docker", "/run/docker.sock", "/var/run/docker.sock", "/sys/class/net/docker0")}}
+
+
 @pytest.fixture
 def own_lab():
     lab = Lab(ROOT)
@@ -40,6 +51,7 @@ def own_lab():
 
 
 def test_up_twice_status_down_clean(own_lab):
+    before = machine_docker_state()
     t0 = time.monotonic()
     cutover("lab", "up", lab=ROOT, check=True, timeout=120)
     first = time.monotonic() - t0
@@ -58,6 +70,8 @@ def test_up_twice_status_down_clean(own_lab):
     assert first < 60, f"lab up took {first:.1f}s"
     cutover("lab", "down", lab=ROOT, check=True, timeout=120)
     assert leftovers(own_lab) == CLEAN
+    # e.g. dockerd 20.10 writes /etc/docker/key.json unless told where its trust key lives.
+    assert machine_docker_state() == before, "the lab touched the machine's own docker paths"
     st = cutover("lab", "status", lab=ROOT)
     assert st.returncode == 1 and "stopped" in st.stdout
 
