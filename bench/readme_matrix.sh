@@ -11,15 +11,5 @@ if [ ${#runs[@]} = 0 ]; then
   bin/cutover lab up
   bin/cutover run --out "${runs[0]}" -n 2 || true
 fi
-table=$(.venv/bin/python -m cutover.matrix "${runs[@]}")
-.venv/bin/python - "$table" <<'PY'
-import re, sys
-table = sys.argv[1]
-s = open("README.md").read()
-new = re.sub(r"(<!-- matrix:begin -->\n).*?(<!-- matrix:end -->)", lambda m: m.group(1) + table.rstrip("\n") + "\n" + m.group(2),
-             s, flags=re.S)
-if new == s and "<!-- matrix:begin -->" not in s:
-    raise SystemExit("README.md has no <!-- matrix:begin --> marker")
-open("README.md", "w").write(new)
-PY
+.venv/bin/python -m cutover.matrix "${runs[@]}" | .venv/bin/python bench/readme_splice.py matrix -
 echo "README matrix updated from ${runs[*]}"

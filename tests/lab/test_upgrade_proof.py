@@ -75,9 +75,12 @@ def test_the_stacks_really_differ(workflow):
     def versions(data):
         t = data["run"]["hosts"]["local://"]["targets"]["docker"]
         return t["runtime_version"], t["components"].get("runc"), t["components"].get("containerd")
-    assert versions(workflow["base"])[0].startswith("20.10")
-    assert versions(workflow["cand"])[0].startswith("26.1.5")
-    assert versions(workflow["base"])[1] != versions(workflow["cand"])[1]
+    base, cand = versions(workflow["base"]), versions(workflow["cand"])
+    assert base[0].startswith("20.10") and cand[0].startswith("26.1.5"), (base, cand)
+    # Both daemons name their runc and containerd (a missing one would make "differ" vacuous).
+    assert all(base) and all(cand), f"a stack's facts lack runc or containerd: {base} {cand}"
+    assert base[1].startswith("1.1.5") and cand[1].startswith("1.1.15"), (base, cand)
+    assert base[2].startswith("1.6.") and cand[2].startswith("1.7."), (base, cand)
     facts = {(f["name"], f["fact"]) for f in workflow["diff"]["facts"]}
     assert ("local://", "targets") in facts
 
