@@ -9,18 +9,27 @@ and the gate fails closed: what it cannot verify counts against the cutover.
 - An expired waiver fails every target it would apply to (its check pattern matches a check
   the target owed), even if the check passes now: its owner must renew or delete it. An
   expired waiver that applies to nothing in these runs is only noted.
-- Completeness, per run: run.complete must be true, the digest must verify, every key in
-  run.collected needs a result and every result must have been collected. Across the merged
-  runs: every target owes every catalogue check of each suite the runs touched (so a
-  deselected check is caught), and a target without any result fails. Unknown check IDs fail.
+- Completeness, per run: run.complete must be true, the digest (over the whole document)
+  must verify, every key in run.collected needs a result and every result must have been
+  collected. A host the run's end-of-run checks could not reach (run.incomplete_hosts)
+  fails that host's targets only, so a batch rule can absorb one dead host. Across the
+  merged runs: every target owes every catalogue check of each suite the runs touched (so a
+  deselected check is caught), and a target without any result fails. Unknown check IDs
+  fail. A check recorded under allocations must have run under at least the policy's
+  min_allocations of them (a runtime that hard-codes one number passes under one).
+- Shards: runs that record `run.shard` (cutover run --shard K/N) must be all N shards of one
+  fleet, each once; a missing, repeated or foreign shard fails the batch (closed), naming
+  the hosts nobody certified. Runs split any other way (--host, --ansible-group) carry no
+  such record: the gate cannot know what a missing one would have held.
 - A results file that cannot be read (truncated, corrupt, missing in an existing run folder)
   is a FAIL with reason "unreadable", not bad input: a crashed run must stop a cutover. Its
   targets are unknown, so it fails every target, host and the batch. A RUN path that does
   not exist at all is bad input (a typo), as is a broken baseline, a duplicate record key
   across shards, or one target placed on two hosts.
 - Baseline: regressions (pass -> non-pass) block even for advisory checks unless waived;
-  fixes, new and vanished checks are listed (vanished ones are caught by completeness when
-  they were owed).
+  a record present in the baseline and absent now (a check, an allocation or a whole
+  target) blocks too while the catalogue still has the check, unless waived; one retired
+  from the catalogue, fixes and new checks are listed.
 - A host is certified when all its targets pass. The batch passes when no input-level
   reason blocks, the share of certified hosts reaches batch.min_certified_ratio, and no
   canary host failed. The overall verdict (and the exit status) is the batch verdict.
@@ -76,6 +85,7 @@ class GateResult:
     verdict: str
     evaluated_at: str
     today: str
+    judged_on: dict          # {"date", "overridden", "system_date"}: what waivers were judged against
     policy: dict
     inputs: list
     targets: dict            # name -> {verdict, host, description, sources}
@@ -93,7 +103,7 @@ class GateResult:
         """gate.json (records stay in results.json; the inputs name and pin them)."""
         return {
             "kind": "cutover-gate", "verdict": self.verdict, "evaluated_at": self.evaluated_at,
-            "today": self.today, "policy": self.policy, "inputs": self.inputs,
+            "today": self.today, "judged_on": self.judged_on, "policy": self.policy, "inputs": self.inputs,
             "batch": self.batch, "hosts": self.hosts, "targets": self.targets,
             "waivers": self.waivers, "baseline": self.baseline,
             "reasons": [r.as_dict() for r in self.reasons],
@@ -125,13 +135,17 @@ def evaluate(runs, policy, baseline=None, today=None, now=None):
         raise CutoverError("gate: no runs given")
     if policy is None:
         policy = load_policy()
-    return _Gate(policy, today or datetime.date.today(),
-                 now or datetime.datetime.now(datetime.timezone.utc)).run(runs, baseline)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    # A date given by the caller (--today) is recorded as such in gate.json, the certificates
+    # and the summary: it decides which waivers hold, so a reader must see it was not today.
+    judged_on = {"date": (today or now.date()).isoformat(), "overridden": today is not None,
+                 "system_date": now.date().isoformat()}
+    return _Gate(policy, today or now.date(), now, judged_on).run(runs, baseline)
 
 
 class _Gate:
-    def __init__(self, policy, today, now):
-        self.policy, self.today, self.now = policy, today, now
+    def __init__(self, policy, today, now, judged_on):
+        self.policy, self.today, self.now, self.judged_on = policy, today, now, judged_on
         self.reasons = []
         self.records = {}        # key -> record
         self.source_of = {}      # key -> source (records and collected keys)
@@ -143,6 +157,7 @@ class _Gate:
         self.missing = []        # (check, target, allocation or None) owed without a result
         self.expected = []       # catalogue checks every target owes (suites the runs touched)
         self.waiver_uses = {}    # waiver index -> findings it forgave
+        self.shards = []         # (source, shard record) of runs that are shards of a fleet
 
     def reason(self, kind, message, **kw):
         if kw.get("target") is not None and kw.get("host") is None:
@@ -152,14 +167,21 @@ class _Gate:
     # -- inputs ---------------------------------------------------------------------------
 
     def run(self, runs, baseline):
+        repeated = self.repeated_shards(runs)
         for i, data in enumerate(runs):
             if isinstance(data, Unreadable):
                 self.inputs.append({"source": data.path, "readable": False, "error": data.message})
                 self.reason("unreadable", f"results unreadable: {data.message}", scope="global",
                             source=data.path)
+            elif i in repeated:
+                source = data.get("source") or f"runs[{i}]"
+                self.inputs.append({"source": source, "readable": True, "id": data["run"].get("id"),
+                                    "merged": False, "shard": data["run"].get("shard")})
             else:
                 self.merge(data, data.get("source") or f"runs[{i}]")
+        self.check_shards()
         self.check_expected()
+        self.check_allocations()
         self.judge_records()
         self.judge_expired_waivers()
         base = self.compare_baseline(baseline) if baseline is not None else None
@@ -188,10 +210,13 @@ class _Gate:
         self.collected |= collected
 
         ok = digest_ok(data)
-        self.inputs.append({"source": source, "readable": True, "id": run.get("id"),
+        dead = run.get("incomplete_hosts", {})
+        dead_ok = isinstance(dead, dict) and all(isinstance(h, str) for h in dead)
+        self.inputs.append({"source": source, "readable": True, "merged": True, "id": run.get("id"),
                             "started": run.get("started"), "finished": run.get("finished"),
                             "complete": run.get("complete") is True, "exitstatus": run.get("exitstatus"),
-                            "digest": run.get("digest"), "digest_ok": ok})
+                            "incomplete_hosts": sorted(dead) if dead_ok else None,
+                            "shard": run.get("shard"), "digest": run.get("digest"), "digest_ok": ok})
 
         def whole_run(kind, message):
             # A run-level problem fails each of the run's targets (so the matrix shows it).
@@ -204,8 +229,21 @@ class _Gate:
             whole_run("tampered", "results digest does not verify; results were altered after the run"
                       if run.get("digest") else "run has no results digest; results cannot be verified")
         if run.get("complete") is not True:
+            leaks = run.get("leaks")
+            leaked = f", {len(leaks)} leaked object(s)" if isinstance(leaks, list) and leaks else ""
             whole_run("incomplete", f"run did not finish (complete={run.get('complete')!r}, "
-                      f"exitstatus={run.get('exitstatus')!r})")
+                      f"exitstatus={run.get('exitstatus')!r}{leaked})")
+        if not dead_ok:
+            whole_run("malformed", "run.incomplete_hosts is not a mapping of host to reason")
+        else:
+            self.judge_dead_hosts(dead, names, source)
+        if "shard" in run:
+            shard = _shard(run["shard"])
+            if shard is None:
+                whole_run("malformed", "run.shard is not {index, count, fleet_hosts}; "
+                          "the batch cannot tell which shards are missing")
+            else:
+                self.shards.append((source, shard))
         if not collected_ok:
             whole_run("malformed", "run.collected is missing or not a list of record keys; "
                       "completeness cannot be verified")
@@ -220,6 +258,75 @@ class _Gate:
             self.reason("unexpected", f"{source}: result {key} was never collected; the run's record "
                         f"of what it owed and its results disagree", check=str(rec["check"]),
                         target=str(rec["target"]), allocation=rec.get("allocation"), source=source)
+
+    def judge_dead_hosts(self, dead, names, source):
+        """A host the run could not finish checking (its leak check could not reach it) fails
+        its own targets of this run; the run's other hosts keep their results."""
+        for host, why in sorted(dead.items()):
+            mine = sorted(n for n in names if self.targets[n]["host"] == host)
+            for name in mine:
+                self.reason("host-incomplete", f"{source}: the run could not finish checking host {host} "
+                            f"({show(why, 200)}); its targets cannot be certified", target=name,
+                            host=host, source=source)
+            if not mine:
+                self.reason("note", f"{source}: host {host} is marked incomplete ({show(why, 200)}) "
+                            f"but holds none of the run's targets", blocking=False, scope="global",
+                            host=host, source=source)
+
+    # -- shards ---------------------------------------------------------------------------
+
+    @staticmethod
+    def repeated_shards(runs):
+        """Indexes of runs claiming a shard an earlier run already claimed: not merged."""
+        seen, out = set(), set()
+        for i, data in enumerate(runs):
+            if isinstance(data, Unreadable):
+                continue
+            shard = _shard(data["run"].get("shard"))
+            if shard is None:
+                continue
+            key = (shard["index"], shard["count"], tuple(shard["fleet_hosts"]))
+            if key in seen:
+                out.add(i)
+            seen.add(key)
+        return out
+
+    def check_shards(self):
+        """Sharded runs must be every shard 1..N of one fleet, each once: fail the batch if not."""
+        skipped = [i for i in self.inputs if i.get("merged") is False]
+        for i in skipped:
+            s = i["shard"]
+            self.reason("shard-repeated", f"{i['source']} claims shard {s['index']}/{s['count']}, which another "
+                        f"input already holds; two runs answered for the same hosts (not merged)",
+                        scope="batch", source=i["source"])
+        if not self.shards:
+            return
+        fleets = {}
+        for source, s in self.shards:
+            fleets.setdefault((s["count"], tuple(s["fleet_hosts"])), []).append((source, s))
+        if len(fleets) > 1:
+            what = "; ".join(f"{len(v)} run(s) of {n} shards over {len(h)} hosts ({v[0][0]})"
+                             for (n, h), v in sorted(fleets.items()))
+            self.reason("shard-mismatch", f"the shards are of different fleets or shardings: {what}; "
+                        f"every runner must use the same targets file and the same N", scope="batch")
+        for (count, fleet_hosts), members in sorted(fleets.items()):
+            have = {s["index"] for _, s in members}
+            for k in range(1, count + 1):
+                if k not in have:
+                    owed = list(fleet_hosts[k - 1::count])
+                    self.reason("shard-missing", f"shard {k}/{count} is missing: no input certified its "
+                                f"{len(owed)} host(s) ({_few(owed)})", scope="batch")
+            certified = {t["host"] for t in self.targets.values()}
+            for source, s in members:
+                mine = set(fleet_hosts[s["index"] - 1::count])
+                for host in sorted(set(s.get("hosts") or ()) - mine):
+                    self.reason("shard-mismatch", f"{source}: shard {s['index']}/{count} holds host {host}, "
+                                f"which is not in its share of the fleet", scope="batch", host=host,
+                                source=source)
+                lost = sorted(h for h in mine if h not in certified)
+                if lost:
+                    self.reason("shard-missing", f"{source}: shard {s['index']}/{count} owes host(s) "
+                                f"{_few(lost)} but has no target on them", scope="batch", source=source)
 
     def place_targets(self, run, records, collected, source):
         """Put each target of a run on its host (one target, one host); return the run's targets."""
@@ -276,6 +383,21 @@ class _Gate:
                                 f"but never collected", check=check, target=target)
         if not self.targets and not any(r.kind == "unreadable" for r in self.reasons):
             self.reason("no-results", "the runs hold no targets and no results", scope="global")
+
+    def check_allocations(self):
+        """A check the run parametrized by allocation must have run under several of them:
+        under one, a runtime that hard-codes the expected number passes (DESIGN: Allocation)."""
+        need = self.policy.min_allocations
+        under = {}   # (check, target) -> allocations it was collected or reported under
+        for key in self.collected | set(self.records):
+            check, target, alloc = split_key(key)
+            if alloc != "-":
+                under.setdefault((check, target), set()).add(alloc)
+        for (check, target), allocs in sorted(under.items(), key=lambda kv: sort_key(f"{kv[0][0]}|{kv[0][1]}|")):
+            if len(allocs) < need and target in self.targets:
+                self.reason("allocations", f"{check} on {target} ran under {len(allocs)} allocation(s) "
+                            f"({', '.join(sorted(allocs))}); the policy needs at least {need}, so that a "
+                            f"runtime that hard-codes one number cannot pass", check=check, target=target)
 
     # -- outcomes, policy and waivers -------------------------------------------------------
 
@@ -358,6 +480,8 @@ class _Gate:
                      "before": old and old["outcome"], "after": new and new["outcome"],
                      "observed_before": old and old.get("observed"),
                      "observed_after": new and new.get("observed"), "waived": False}
+            if change == "vanished":
+                self.judge_vanished(entry, old, baseline)
             if change == "regression":
                 host = self.targets[entry["target"]]["host"]
                 waiver = self.valid_waiver(entry["check"], entry["target"], host)
@@ -375,6 +499,33 @@ class _Gate:
             out[change].append(entry)
         out["regressions"], out["fixes"] = out.pop("regression"), out.pop("fix")
         return out
+
+    def judge_vanished(self, entry, old, baseline):
+        """In the baseline, absent now: it blocks while the catalogue still has the check (a
+        target or a check that silently stopped being run is not a pass), unless waived."""
+        check, target = entry["check"], entry["target"]
+        if check not in catalogue.CHECKS:
+            entry["retired"] = True
+            return
+        if target not in self.targets:
+            # A whole target dropped out of the candidate: show it, failed, on its old host.
+            base_targets = baseline["run"].get("targets")
+            desc = base_targets.get(target) if isinstance(base_targets, dict) else None
+            host = str((desc.get("host") if isinstance(desc, dict) else None) or old.get("host") or "unknown")
+            self.targets[target] = {"host": host, "description": desc if isinstance(desc, dict) else {},
+                                    "sources": [], "vanished": True}
+        host = self.targets[target]["host"]
+        waiver = self.valid_waiver(check, target, host)
+        entry["waived"] = waiver is not None
+        where = f"{check} on {target} [{entry['allocation'] or '-'}]"
+        if waiver:
+            self.reason("waived", f"{where} is in the baseline ({entry['before']}) but not in this run "
+                        f"(waived by {waiver.label()}: {waiver.reason})", blocking=False, check=check,
+                        target=target, allocation=entry["allocation"], waiver=waiver.as_dict())
+        else:
+            self.reason("vanished", f"{where} is in the baseline ({entry['before']}) but not in this run, "
+                        f"and the catalogue still has the check", check=check, target=target,
+                        allocation=entry["allocation"], outcome=None)
 
     # -- verdicts -------------------------------------------------------------------------
 
@@ -423,7 +574,7 @@ class _Gate:
         checks = sorted(set(self.expected) | checks_seen, key=lambda c: sort_key(f"{c}|"))
         return GateResult(
             verdict=verdict, evaluated_at=self.now.isoformat(timespec="seconds"),
-            today=self.today.isoformat(), policy={"source": self.policy.source, "digest": self.policy.digest},
+            today=self.today.isoformat(), judged_on=self.judged_on, policy={"source": self.policy.source, "digest": self.policy.digest},
             inputs=self.inputs, targets=targets, hosts=hosts, batch=batch, reasons=reasons,
             waivers=waivers, baseline=baseline, records=self.records, status=self.status,
             missing=self.missing, checks=checks)
@@ -437,7 +588,7 @@ def certificates(result):
         out[host] = {
             "kind": "cutover-certificate",
             "host": host, "verdict": h["verdict"], "certified": h["certified"], "canary": h["canary"],
-            "time": result.evaluated_at, "batch_verdict": result.verdict,
+            "time": result.evaluated_at, "judged_on": result.judged_on, "batch_verdict": result.verdict,
             "facts": h["facts"],
             "targets": {t: {"verdict": result.targets[t]["verdict"],
                             "description": result.targets[t]["description"],
@@ -450,6 +601,26 @@ def certificates(result):
                         and (r.scope == "global" or r.target in h["targets"])],
         }
     return out
+
+
+def _shard(value):
+    """run.shard as the recorder writes it, or None when it is not that shape."""
+    if not isinstance(value, dict):
+        return None
+    index, count, hosts = value.get("index"), value.get("count"), value.get("fleet_hosts")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (index, count)) \
+            or not 1 <= index <= count or not isinstance(hosts, list) \
+            or not all(isinstance(h, str) for h in hosts) or len(hosts) < count:
+        return None
+    mine = value.get("hosts", [])
+    if not isinstance(mine, list) or not all(isinstance(h, str) for h in mine):
+        return None
+    return {"index": index, "count": count, "fleet_hosts": sorted(hosts), "hosts": mine}
+
+
+def _few(items, n=5):
+    items = list(items)
+    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")
 
 
 def _normalized(rec):

@@ -20,7 +20,7 @@ from cutover.results import load_run, write_atomic
 
 MAX_REASONS_SHOWN = 15
 # Reasons recorded on each target of a run (or of a waiver) whose message names no target.
-PER_RUN_KINDS = ("tampered", "incomplete", "malformed", "waiver-expired")
+PER_RUN_KINDS = ("tampered", "incomplete", "malformed", "waiver-expired", "host-incomplete")
 
 
 def add_parsers(subparsers):
@@ -36,7 +36,8 @@ def add_parsers(subparsers):
                    help="an earlier run; regressions against it block")
     g.add_argument("--out", dest="gate_out", metavar="DIR", help="output folder (default: the first RUN's folder)")
     g.add_argument("--today", dest="gate_today", metavar="YYYY-MM-DD",
-                   help="the date waivers are judged against (default: today)")
+                   help="the date waivers are judged against (default: today); an override is "
+                        "recorded in gate.json, every certificate and summary.html")
     g.set_defaults(func=run_gate)
 
     d = subparsers.add_parser(
@@ -159,6 +160,10 @@ def format_verdict(result, written=None):
     b = result.batch
     lines = [f"cutover gate: {result.verdict}  ({b['certified']} of {b['hosts']} host(s) certified; "
              f"policy needs {b['min_certified_ratio']:.0%})"]
+    j = result.judged_on
+    if j["overridden"]:
+        lines.append(f"  waivers judged on {j['date']} (--today; the system date is {j['system_date']}); "
+                     f"recorded in gate.json and every certificate")
     for host, h in sorted(result.hosts.items()):
         targets = ", ".join(f"{t} {result.targets[t]['verdict']}" for t in h["targets"])
         canary = " [canary]" if h["canary"] else ""

@@ -15,6 +15,7 @@ not silently turn a rule off)::
         reason: "lxcfs cannot virtualize sched_getaffinity()"   # required
         owner: "runtime-team"      # required
         expires: 2026-06-30        # required, YYYY-MM-DD; the waiver holds through that day
+    min_allocations: 2             # a check run under allocations needs at least this many (default 2)
     batch:
       min_certified_ratio: 0.99    # share of hosts that must be certified (0..1, default 1.0)
       canary_hosts: ["ssh://canary-*"]   # a non-certified canary host fails the batch
@@ -41,7 +42,7 @@ from cutover.errors import CutoverError
 DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                               "policies", "default.yaml")
 
-_TOP_KEYS = ("default", "blocking", "advisory", "waivers", "batch")
+_TOP_KEYS = ("default", "blocking", "advisory", "waivers", "min_allocations", "batch")
 _WAIVER_KEYS = ("check", "target", "host", "reason", "owner", "expires")
 _BATCH_KEYS = ("min_certified_ratio", "canary_hosts")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -83,6 +84,7 @@ class Policy:
     waivers: tuple = ()
     min_certified_ratio: float = 1.0
     canary_hosts: tuple = ()
+    min_allocations: int = 2
     source: str = "<policy>"
     digest: str = field(default="")
 
@@ -185,6 +187,10 @@ def _build(doc, name, digest):
 
     waivers = tuple(_waiver(w, i, bad) for i, w in enumerate(_list(doc.get("waivers", []), "waivers", bad)))
 
+    min_allocations = doc.get("min_allocations", 2)
+    if isinstance(min_allocations, bool) or not isinstance(min_allocations, int) or min_allocations < 1:
+        raise bad("min_allocations", f"{_show(min_allocations)} must be a whole number of at least 1")
+
     batch = doc.get("batch", {})
     if batch is None:
         batch = {}
@@ -201,7 +207,7 @@ def _build(doc, name, digest):
 
     return Policy(default=default, blocking=lists["blocking"], advisory=lists["advisory"],
                   waivers=waivers, min_certified_ratio=float(ratio), canary_hosts=tuple(canaries),
-                  source=name, digest=digest)
+                  min_allocations=min_allocations, source=name, digest=digest)
 
 
 def _check_selector(selector, where, bad):

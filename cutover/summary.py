@@ -5,7 +5,8 @@ artefacts and offline machines): the verdict, the check x target matrix coloured
 the reasons, regressions against the baseline, waivers, and the per-host certificates.
 
 The DOM is part of the interface (a headless-browser self-test reads it), so it is stable:
-  <body data-verdict="PASS|FAIL">, #verdict.verdict-pass|verdict-fail
+  <body data-verdict="PASS|FAIL">, #verdict.verdict-pass|verdict-fail,
+  #judged-on[data-date][data-overridden] (the date waivers were judged against)
   #matrix td.cell[data-check][data-target][data-outcome] with class outcome-<outcome>,
       plus .waived (text "waived"), .blocking, .regressed; title = allocation breakdown;
       id = cell--<target>--<check> (slugged)
@@ -114,7 +115,12 @@ def _banner(result):
     what = (f"{b['certified']} of {b['hosts']} host(s) certified"
             f" &middot; policy needs {b['min_certified_ratio']:.0%}"
             f" &middot; {blocking} blocking reason(s)")
-    meta = (f"evaluated {_e(result.evaluated_at)} &middot; policy {_e(result.policy['source'])} "
+    j = result.judged_on
+    judged = (f'<span id="judged-on" data-date="{_e(j["date"])}" data-overridden="{str(j["overridden"]).lower()}">'
+              f'waivers judged on {_e(j["date"])}'
+              + (f' <b>(set by --today; the system date was {_e(j["system_date"])})</b>' if j["overridden"] else "")
+              + '</span>')
+    meta = (f"evaluated {_e(result.evaluated_at)} &middot; {judged} &middot; policy {_e(result.policy['source'])} "
             f"<span class=\"mono\">{_e(result.policy['digest'][:19])}</span>"
             + (f" &middot; baseline {_e(result.baseline['source'])}" if result.baseline else ""))
     return (f'<header id="verdict" class="verdict verdict-{result.verdict.lower()}">'
@@ -269,7 +275,9 @@ def _certificates(result, certs):
             f'{canary}</h3>'
             f'<table><tr><th>target</th><th>verdict</th><th>description</th></tr>{target_rows}</table>'
             + (f'<details><summary>host facts</summary><table>{fact_rows}</table></details>' if fact_rows else "")
-            + f'<div class="muted">results: {digests or "none"}<br>certificate time {_e(cert["time"])}</div></section>')
+            + f'<div class="muted">results: {digests or "none"}<br>certificate time {_e(cert["time"])}'
+            f'{"; waivers judged on " + _e(cert["judged_on"]["date"]) + " (--today)" if cert["judged_on"]["overridden"] else ""}'
+            f'</div></section>')
     out.append("</div>")
     return "".join(out)
 

@@ -483,3 +483,185 @@ def test_pair_checks_are_owed_by_pairs_only(tmp_path):
     result = gate(run)
     assert [r for r in result.reasons if r.kind == "not-collected"] == []
     assert result.verdict == PASS
+
+
+# -- the digest covers the run's metadata, not only its records ----------------------------
+
+@pytest.mark.parametrize("alter", [
+    lambda d: d["run"].update(complete=True),
+    lambda d: d["run"]["collected"].pop(),
+    lambda d: d["run"].update(leaks=[]),
+    lambda d: d["run"]["hosts"]["ssh://h1"].update(kernel="6.1.0"),
+    lambda d: d["run"]["targets"]["docker"].update(runtime="crun"),
+    lambda d: d["run"].update(incomplete_hosts={}),
+], ids=["complete", "collected", "leaks", "hosts", "targets", "incomplete_hosts"])
+def test_edited_run_metadata_fails_closed(tmp_path, alter):
+    recs = records("docker")
+    run = write(tmp_path / "run", recs, complete=False, leaks=[{"kind": "container", "id": "abc", "test": "t"}],
+                incomplete_hosts={"ssh://h1": "leak check impossible"})
+    edit(run, alter)
+    result = gate(run)
+    assert result.verdict == FAIL
+    assert "tampered" in kinds(result) and result.inputs[0]["digest_ok"] is False
+
+
+# -- one host the run could not finish checking costs only its own targets ----------------
+
+def two_hosts(tmp_path, dead=None):
+    recs = records("docker", host="ssh://h1") + records("lxc", host="ssh://h2")
+    return write(tmp_path / "run", recs, incomplete_hosts=dead or {})
+
+
+def test_incomplete_host_fails_only_its_targets(tmp_path):
+    result = gate(two_hosts(tmp_path, {"ssh://h2": "leak check impossible on target lxc: unreachable"}))
+    assert verdicts(result) == {"docker": PASS, "lxc": FAIL}
+    assert result.hosts["ssh://h1"]["certified"] and not result.hosts["ssh://h2"]["certified"]
+    [r] = [r for r in result.reasons if r.kind == "host-incomplete"]
+    assert (r.target, r.host, r.blocking) == ("lxc", "ssh://h2", True) and "unreachable" in r.message
+    assert result.verdict == FAIL           # the default policy wants every host certified
+    assert certificates(result)["ssh://h1"]["verdict"] == PASS
+
+
+def test_batch_ratio_can_absorb_one_dead_host(tmp_path):
+    pol = policy(DEFAULT_POLICY + "batch: {min_certified_ratio: 0.5}\n")
+    result = gate(two_hosts(tmp_path, {"ssh://h2": "unreachable"}), pol=pol)
+    assert result.verdict == PASS and result.batch["certified"] == 1
+
+
+def test_incomplete_hosts_not_a_mapping_is_malformed(tmp_path):
+    result = gate(two_hosts(tmp_path, ["ssh://h2"]))
+    assert verdicts(result) == {"docker": FAIL, "lxc": FAIL} and "malformed" in kinds(result)
+
+
+def test_incomplete_host_without_targets_is_only_noted(tmp_path):
+    result = gate(two_hosts(tmp_path, {"ssh://h9": "unreachable"}))
+    assert result.verdict == PASS and "note" in kinds(result, blocking=False)
+
+
+# -- shards of a fleet: a missing or doubled shard fails the batch closed ------------------
+
+FLEET = ["ssh://h1", "ssh://h2", "ssh://h3"]
+
+
+def shard(tmp_path, k, n=2, fleet_hosts=FLEET, name=None):
+    mine = fleet_hosts[k - 1::n]
+    recs = [r for i, h in enumerate(mine) for r in records(f"t{fleet_hosts.index(h)}", host=h)]
+    return write(tmp_path / (name or f"shard{k}"), recs,
+                 shard={"index": k, "count": n, "spec": f"{k}/{n}", "fleet_hosts": fleet_hosts, "hosts": mine})
+
+
+def test_all_shards_merge_into_one_passing_batch(tmp_path):
+    result = gate(shard(tmp_path, 1), shard(tmp_path, 2))
+    assert result.verdict == PASS and result.batch["hosts"] == 3
+    assert not [r for r in result.reasons if r.kind.startswith("shard")]
+
+
+def test_missing_shard_fails_the_batch_naming_its_hosts(tmp_path):
+    result = gate(shard(tmp_path, 1))
+    assert result.verdict == FAIL
+    [r] = [r for r in result.reasons if r.kind == "shard-missing"]
+    assert r.scope == "batch" and "2/2" in r.message and "ssh://h2" in r.message
+    # The hosts the present shard certified keep their certificates.
+    assert all(h["certified"] for h in result.hosts.values())
+
+
+def test_missing_shard_fails_even_when_the_ratio_would_pass(tmp_path):
+    pol = policy(DEFAULT_POLICY + "batch: {min_certified_ratio: 0}\n")
+    assert gate(shard(tmp_path, 1), pol=pol).verdict == FAIL
+
+
+def test_two_runs_claiming_one_shard_fail_closed(tmp_path):
+    result = gate(shard(tmp_path, 1), shard(tmp_path, 1, name="again"), shard(tmp_path, 2))
+    assert result.verdict == FAIL
+    [r] = [r for r in result.reasons if r.kind == "shard-repeated"]
+    assert "again" in r.message and "1/2" in r.message
+    assert [i.get("merged") for i in result.inputs] == [True, False, True]
+
+
+def test_shards_of_different_fleets_fail(tmp_path):
+    other = FLEET + ["ssh://h4"]
+    result = gate(shard(tmp_path, 1), shard(tmp_path, 2, fleet_hosts=other))
+    assert result.verdict == FAIL and "shard-mismatch" in kinds(result)
+
+
+def test_malformed_shard_record_fails(tmp_path):
+    run = write(tmp_path / "run", records("docker"), shard={"index": 3, "count": 2})
+    assert "malformed" in kinds(gate(run))
+
+
+# -- vanished against a baseline ------------------------------------------------------------
+
+def test_target_dropped_from_the_candidate_blocks(tmp_path):
+    base = write(tmp_path / "base", records("docker") + records("lxc", host="ssh://h2"))
+    run = write(tmp_path / "run", records("docker"))
+    assert gate(run).verdict == PASS                # alone, the candidate looks complete
+    result = gate(run, baseline=load(base)[0])
+    assert result.verdict == FAIL
+    assert verdicts(result) == {"docker": PASS, "lxc": FAIL}
+    assert result.targets["lxc"]["host"] == "ssh://h2" and not result.hosts["ssh://h2"]["certified"]
+    vanished = [r for r in result.reasons if r.kind == "vanished"]
+    assert vanished and all(r.blocking and r.target == "lxc" for r in vanished)
+
+
+def test_allocation_dropped_from_the_candidate_blocks(tmp_path):
+    base = write(tmp_path / "base", records("docker", allocations=("a1", "a2", "a3")))
+    run = write(tmp_path / "run", records("docker", allocations=("a1", "a2")))
+    result = gate(run, baseline=load(base)[0])
+    assert result.verdict == FAIL
+    assert {r.allocation for r in result.reasons if r.kind == "vanished"} == {"a3"}
+
+
+def test_waived_vanished_check_does_not_block(tmp_path):
+    base = write(tmp_path / "base", records("docker") + records("lxc", host="ssh://h2"))
+    run = write(tmp_path / "run", records("docker"))
+    pol = policy(DEFAULT_POLICY + "waivers: [{check: 'vis.*', target: lxc, reason: 'host retired', "
+                                  "owner: ops, expires: 2026-02-01}]\n")
+    result = gate(run, pol=pol, baseline=load(base)[0])
+    assert "vanished" not in kinds(result) and "waived" in kinds(result, blocking=False)
+
+
+def test_retired_check_is_only_listed(tmp_path):
+    base = write(tmp_path / "base", records("docker") + [record("vis.retired-long-ago", "docker")])
+    run = write(tmp_path / "run", records("docker"))
+    result = gate(run, baseline=load(base)[0])
+    assert result.verdict == PASS
+    [entry] = result.baseline["vanished"]
+    assert entry["check"] == "vis.retired-long-ago" and entry["retired"]
+
+
+# -- allocations: one allocation cannot certify a visibility check --------------------------
+
+def test_one_allocation_fails_closed_naming_check_and_target(tmp_path):
+    run = write(tmp_path / "run", records("docker", allocations=("only",)))
+    result = gate(run)
+    assert result.verdict == FAIL
+    reasons = [r for r in result.reasons if r.kind == "allocations"]
+    assert {r.check for r in reasons} == set(SUITE_CHECKS) and {r.target for r in reasons} == {"docker"}
+    assert "only" in reasons[0].message and "at least 2" in reasons[0].message
+
+
+def test_min_allocations_is_the_policys(tmp_path):
+    run = write(tmp_path / "run", records("docker", allocations=("only",)))
+    assert gate(run, pol=policy(DEFAULT_POLICY + "min_allocations: 1\n")).verdict == PASS
+    two = write(tmp_path / "two", records("docker"))
+    assert gate(two, pol=policy(DEFAULT_POLICY + "min_allocations: 3\n")).verdict == FAIL
+
+
+def test_checks_without_allocations_are_not_counted(tmp_path):
+    run = write(tmp_path / "run", records("docker", allocations=(None,)))
+    assert "allocations" not in kinds(gate(run))
+
+
+# -- the judging date is on record -----------------------------------------------------------
+
+def test_today_override_is_recorded_in_gate_json_and_certificates(tmp_path, capsys):
+    run = write(tmp_path / "run", records("docker"))
+    assert cli("gate", run, "--today", "2026-01-01") == 0
+    assert "waivers judged on 2026-01-01 (--today" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "run" / "gate.json").read_text())
+    assert doc["judged_on"]["date"] == "2026-01-01" and doc["judged_on"]["overridden"] is True
+    assert doc["judged_on"]["system_date"] == datetime.date.today().isoformat()
+    cert = json.loads((tmp_path / "run" / "certificates" / "ssh-h1.json").read_text())
+    assert cert["judged_on"] == doc["judged_on"]
+    assert cli("gate", run) == 0
+    assert json.loads((tmp_path / "run" / "gate.json").read_text())["judged_on"]["overridden"] is False

@@ -122,6 +122,10 @@ MALFORMED = [
     (w(expires="20260630"), "waivers[0].expires: 20260630 is not a date"),
     (w(expires="'2026-06-30 10:00:00'"), "waivers[0].expires:"),
     (w(expires="!!timestamp 2026-13-01"), "policy.yaml: "),
+    ("min_allocations: 0", "min_allocations: 0 must be a whole number of at least 1"),
+    ("min_allocations: 1.5", "min_allocations: 1.5 must be a whole number"),
+    ("min_allocations: true", "min_allocations: True must be a whole number"),
+    ("min_allocations: two", "min_allocations: 'two' must be a whole number"),
     ("batch: 0.99", "batch: must be a mapping"),
     ("batch: {ratio: 0.99}", "batch.ratio: unknown key"),
     ("batch: {min_certified_ratio: 1.5}", "batch.min_certified_ratio: 1.5 must be a number from 0 to 1"),
@@ -156,6 +160,7 @@ def test_unreadable_policy_file(tmp_path):
 
 # Random policies: anything goes in, only a Policy or a CutoverError comes out.
 KEYS = st.sampled_from(["default", "blocking", "advisory", "waivers", "batch", "check", "target", "host",
+                        "min_allocations",
                         "reason", "owner", "expires", "min_certified_ratio", "canary_hosts", "<<", "x"])
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=12), st.dates(),
@@ -183,3 +188,34 @@ def test_random_policy_structures_only_raise_cutover_error(doc):
 @given(st.text(alphabet=st.sampled_from(list("abdefk:[]{}-!&*|>'\"#%@`,? \n\t0123456789.")), max_size=80))
 def test_random_policy_text_only_raises_cutover_error(text):
     _survives(text)
+
+
+def _file_survives(path):
+    try:
+        assert isinstance(load_policy(str(path)), Policy)
+    except CutoverError as e:
+        assert "\n" not in str(e)
+
+
+@QUIET
+@given(st.binary(max_size=200))
+def test_random_policy_bytes_only_raise_cutover_error(tmp_path_factory, raw):
+    path = tmp_path_factory.mktemp("pol") / "policy.yaml"
+    path.write_bytes(raw)
+    _file_survives(path)
+
+
+@pytest.mark.parametrize("depth", [50, 2000, 20000])
+@pytest.mark.parametrize("open_, close", [("[", "]"), ("{a: ", "}"), ("- ", "")])
+def test_deeply_nested_policy_is_one_line(tmp_path, depth, open_, close):
+    path = tmp_path / "policy.yaml"
+    path.write_text("waivers: " + open_ * depth + "1" + close * depth + "\n")
+    with pytest.raises(CutoverError) as e:
+        load_policy(str(path))
+    assert "\n" not in str(e.value)
+
+
+def test_min_allocations_defaults_to_two():
+    assert parse_policy("{}").min_allocations == 2
+    assert load_policy().min_allocations == 2
+    assert parse_policy("min_allocations: 3").min_allocations == 3

@@ -130,3 +130,14 @@ def test_unreadable_run_page(tmp_path):
     (tmp_path / "run").mkdir()
     page = summary.render(evaluate(load(tmp_path / "run"), policy(), today=TODAY))
     assert 'data-verdict="FAIL"' in page and "results unreadable" in page
+
+
+def test_judging_date_is_shown_and_an_override_says_so(page, tmp_path):
+    (judged,) = Dom(page).find(id="judged-on")
+    assert judged["data-date"] == "2026-01-01" and judged["data-overridden"] == "true"
+    assert "set by --today" in page[page.index('id="judged-on"'):][:400]
+    run = write(tmp_path / "plain", records("docker"))
+    plain = summary.render(evaluate(load(run), policy()))
+    (judged,) = Dom(plain).find(id="judged-on")
+    assert judged["data-overridden"] == "false" and "--today" not in plain
+    assert judged["data-date"] == datetime.date.today().isoformat()
