@@ -14,6 +14,13 @@ DEFAULT_SPEC = "cpuset1-256m:cpuset=0,mem=256m;cfs0.5-512m:cpus=0.5,mem=512m;cpu
 
 # Below this a busybox probe container cannot even start reliably (runc's own overhead).
 MIN_MEMORY = 6 * 1024 * 1024
+# A disk quota must hold the probe image (busybox-static, about 2 MiB) plus the file system's
+# own overhead (ext4: inode tables, journal; see cutover/quota.py): below this a container
+# root cannot even be created. The same floor as the disk quota suite's --quotas.
+MIN_DISK = 32 * 1024 * 1024
+# No host has more CPUs than this: a larger CPU number is a typo, refused before a range of
+# that many CPUs is ever built.
+MAX_CPU = 8191
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024 ** 2, "g": 1024 ** 3}
 
 
@@ -57,7 +64,7 @@ class Allocation:
 
 
 def parse_size(text, field):
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmg]?)(?:i?b)?\s*", str(text).lower())
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([bkmg]?)(?:i?b)?\s*", str(text).lower())
     if not m:
         raise CutoverError(f"{field}: '{text}' is not a size (e.g. 256m, 1g)")
     return int(float(m.group(1)) * _UNITS[m.group(2)])
@@ -66,12 +73,14 @@ def parse_size(text, field):
 def parse_cpuset(text, field="cpuset"):
     cpus = set()
     for part in str(text).split(","):
-        m = re.fullmatch(r"\s*(\d+)(?:-(\d+))?\s*", part)
+        m = re.fullmatch(r"\s*([0-9]+)(?:-([0-9]+))?\s*", part)
         if not m:
             raise CutoverError(f"{field}: '{text}' is not a CPU list (e.g. 0 or 0-1,3)")
         lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
         if hi < lo:
             raise CutoverError(f"{field}: '{text}' has a descending range")
+        if hi > MAX_CPU:
+            raise CutoverError(f"{field}: CPU {hi} in '{text}' is beyond any host (at most {MAX_CPU})")
         cpus.update(range(lo, hi + 1))
     return sorted(cpus)
 
@@ -109,12 +118,15 @@ def make(name, fields, host_cpus=None):
             raise CutoverError(f"{where}.cpus: {cpus:g} exceeds the host's {host_cpus} CPUs")
     pids = fields.get("pids")
     if pids is not None:
-        if not str(pids).isdigit() or int(pids) < 8:
+        if not re.fullmatch(r"[0-9]+", str(pids)) or int(pids) < 8:
             raise CutoverError(f"{where}.pids: must be an integer >= 8, got {pids}")
         pids = int(pids)
     disk = fields.get("disk")
     if disk is not None:
         disk = parse_size(disk, f"{where}.disk")
+        if disk < MIN_DISK:
+            raise CutoverError(f"{where}.disk: {fields['disk']} is below {MIN_DISK // 2**20} MiB: the image and "
+                               "the file system's own overhead would not fit")
     return Allocation(name=name, memory=memory, cpuset=cpuset, cpus=cpus, pids=pids, disk=disk)
 
 

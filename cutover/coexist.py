@@ -6,7 +6,7 @@ else every two targets on one host whose drivers differ.
 """
 from dataclasses import dataclass
 
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, show
 
 # v1 controllers whose paths decide limits and accounting (named hierarchies do not).
 RESOURCE_CONTROLLERS = ("memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "devices", "freezer")
@@ -32,7 +32,7 @@ class Pair:
 
 def _pair(names, targets, where, strict):
     if len(names) != 2 or not all(isinstance(n, str) and n.strip() for n in names):
-        raise CutoverError(f"{where}: a pair is two target names (A,B), got {names!r}")
+        raise CutoverError(f"{where}: a pair is two target names (A,B), got {show(names)}")
     a, b = (n.strip() for n in names)
     if a == b:
         raise CutoverError(f"{where}: '{a}' cannot coexist with itself")
@@ -45,6 +45,14 @@ def _pair(names, targets, where, strict):
     if ta.host != tb.host:
         raise CutoverError(f"{where}: {a} is on {ta.host} and {b} on {tb.host}: a pair shares one host")
     return Pair(ta, tb)
+
+
+def check_file_pairs(from_file, targets, source="targets file"):
+    """Validate a targets file's `pairs:` against every target of that file (at load time)."""
+    if not isinstance(from_file, list):
+        raise CutoverError(f"{source}: pairs: must be a list of [A, B] target name pairs")
+    for p in from_file:
+        _pair(p if isinstance(p, list) else [p], targets, f"{source}: pairs", strict=True)
 
 
 def resolve(targets, cli=None, from_file=None):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, show
 
 HOST_SCHEMES = ("local://", "ssh://", "ansible://", "paramiko://", "docker://")
 TARGET_KEYS = {"control", "host", "driver", "endpoint", "runtime", "lxcfs", "image", "daemon", "options",
@@ -76,7 +76,7 @@ class Target:
 
 def _time_factor(where, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= MAX_TIME_FACTOR:
-        raise CutoverError(f"{where}.time_factor: must be a number from 1 to {MAX_TIME_FACTOR}, got {value!r}")
+        raise CutoverError(f"{where}.time_factor: must be a number from 1 to {MAX_TIME_FACTOR}, got {show(value)}")
     return float(value)
 
 
@@ -86,7 +86,7 @@ def _str(where, key, value, required=True):
             raise CutoverError(f"{where}.{key}: required")
         return None
     if not isinstance(value, str) or not value.strip():
-        raise CutoverError(f"{where}.{key}: must be a non-empty string, got {value!r}")
+        raise CutoverError(f"{where}.{key}: must be a non-empty string, got {show(value)}")
     return value.strip()
 
 
@@ -99,7 +99,7 @@ def _registry(where, reg):
         raise CutoverError(f"{where}: must be a mapping with address (and optionally storage, pull_by)")
     bad = set(reg) - REGISTRY_KEYS
     if bad:
-        raise CutoverError(f"{where}: unknown key '{sorted(bad)[0]}' (known: {', '.join(sorted(REGISTRY_KEYS))})")
+        raise CutoverError(f"{where}: unknown key '{_first(bad)}' (known: {', '.join(sorted(REGISTRY_KEYS))})")
     address = _str(where, "address", reg.get("address"))
     if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", address):
         raise CutoverError(f"{where}.address: '{address}' must be host[:port] (no scheme, no path)")
@@ -119,16 +119,48 @@ def _fleet_file(data, key, source, base_dir):
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise CutoverError(f"{source}: {key}: must be a path, got {value!r}")
+        raise CutoverError(f"{source}: {key}: must be a path, got {show(value)}")
     path = os.path.join(base_dir or os.getcwd(), os.path.expanduser(value.strip()))
     if not os.path.isfile(path):
         raise CutoverError(f"{source}: {key}: {path} not found")
     return os.path.abspath(path)
 
 
+def _first(keys):
+    """The first of some unknown keys, for the message (YAML keys need not be strings)."""
+    return sorted(str(k) for k in keys)[0]
+
+
+def _driver_options(driver):
+    """The option names a driver declares (its OPTIONS), or None when it declares none.
+
+    Read here so that a misspelt option is refused when the file is loaded, not at the first
+    container create as one error per check.
+    """
+    import importlib
+    from cutover.drivers import DRIVERS
+    mod, cls = DRIVERS[driver].split(":")
+    try:
+        options = getattr(getattr(importlib.import_module(mod), cls), "OPTIONS", None)
+    except ImportError as e:
+        raise CutoverError(f"driver '{driver}' cannot be loaded: {e}") from None
+    return None if options is None else set(options)
+
+
+def _options(where, driver, options):
+    if not isinstance(options, dict):
+        raise CutoverError(f"{where}.options: must be a mapping")
+    known = _driver_options(driver)
+    bad = set(options) - known if known is not None else set()
+    if bad:
+        raise CutoverError(f"{where}.options: unknown option '{_first(bad)}' for driver '{driver}' "
+                           f"(known: {', '.join(sorted(known))})")
+    return dict(options)
+
+
 def _bool(where, key, value):
     if not isinstance(value, bool):
-        raise CutoverError(f"{where}.{key}: must be true or false, got {value!r}")
+        raise CutoverError(f"{where}.{key}: must be true or false, got {show(value)}")
     return value
 
 
@@ -139,7 +171,7 @@ def parse(data, source="targets", base_dir=None):
         raise CutoverError(f"{source}: must be a mapping with a 'targets' key")
     unknown = set(data) - {"targets", "lab", "ssh_config", "ansible_inventory", "pairs"}
     if unknown:
-        raise CutoverError(f"{source}: unknown top-level key '{sorted(unknown)[0]}' (known: targets, lab, ssh_config, ansible_inventory, pairs)")
+        raise CutoverError(f"{source}: unknown top-level key '{_first(unknown)}' (known: targets, lab, ssh_config, ansible_inventory, pairs)")
     fleet = {k: _fleet_file(data, k, source, base_dir) for k in ("ssh_config", "ansible_inventory")}
     raw = data["targets"]
     if not isinstance(raw, dict) or not raw:
@@ -148,12 +180,12 @@ def parse(data, source="targets", base_dir=None):
     for name, t in raw.items():
         where = f"{source}: targets.{name}"
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise CutoverError(f"{source}: target name {name!r} must be letters, digits, '.', '_' or '-'")
+            raise CutoverError(f"{source}: target name {show(name)} must be letters, digits, '.', '_' or '-'")
         if not isinstance(t, dict):
             raise CutoverError(f"{where}: must be a mapping")
         bad = set(t) - TARGET_KEYS
         if bad:
-            raise CutoverError(f"{where}: unknown key '{sorted(bad)[0]}' (known: {', '.join(sorted(TARGET_KEYS))})")
+            raise CutoverError(f"{where}: unknown key '{_first(bad)}' (known: {', '.join(sorted(TARGET_KEYS))})")
         driver = _str(where, "driver", t.get("driver"))
         if driver not in DRIVERS:
             raise CutoverError(f"{where}.driver: unknown driver '{driver}' (known: {', '.join(sorted(DRIVERS))})")
@@ -168,29 +200,33 @@ def parse(data, source="targets", base_dir=None):
             raise CutoverError(f"{where}.daemon: must be a mapping of stop/kill/start commands")
         bad = set(daemon) - DAEMON_KEYS
         if bad:
-            raise CutoverError(f"{where}.daemon: unknown key '{sorted(bad)[0]}' (known: {', '.join(sorted(DAEMON_KEYS))})")
+            raise CutoverError(f"{where}.daemon: unknown key '{_first(bad)}' (known: {', '.join(sorted(DAEMON_KEYS))})")
         for k, v in daemon.items():
             _str(f"{where}.daemon", k, v)
-        options = t.get("options") or {}
-        if not isinstance(options, dict):
-            raise CutoverError(f"{where}.options: must be a mapping")
+        options = _options(where, driver, t.get("options") or {})
         out[name] = Target(
             name=name, driver=driver, endpoint=endpoint, host=host,
             runtime=_str(where, "runtime", t.get("runtime", "runc")),
             lxcfs=_str(where, "lxcfs", t.get("lxcfs"), required=False),
             image=_str(where, "image", t.get("image", "cutover/probe:1")),
-            daemon=dict(daemon), options=dict(options),
+            daemon=dict(daemon), options=options,
             description=str(t.get("description", "")), registry=_registry(where, t.get("registry")),
             control=_bool(where, "control", t.get("control", False)),
             time_factor=_time_factor(where, t.get("time_factor", 1)),
             **fleet)
+    if data.get("pairs") is not None:
+        # The coexistence suite's pairs, checked against the file's own targets now, so that a
+        # bad pair is a one-line error before the run, not a usage error inside pytest.
+        from cutover import coexist
+        coexist.check_file_pairs(data["pairs"], out, source)
     return out
 
 
 def load(path):
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
+        with open(path, "rb") as f:
+            raw = f.read()
+        data = yaml.safe_load(_text(path, raw))
     except FileNotFoundError:
         raise CutoverError(f"{path}: targets file not found (run 'cutover lab up' or pass --targets)") from None
     except OSError as e:
@@ -200,7 +236,22 @@ def load(path):
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or "malformed"
         raise CutoverError(f"{path}: malformed YAML{at}: {problem}") from None
-    return parse(data, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+    except RecursionError:
+        raise CutoverError(f"{path}: malformed YAML: nested too deeply") from None
+    try:
+        return parse(data, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
+    except RecursionError:     # a deep structure the parser's messages or copies choke on
+        raise CutoverError(f"{path}: a value is nested too deeply") from None
+
+
+def _text(path, raw):
+    """The file as text: UTF-8 (YAML's default), else a one-line error naming the first bad byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise CutoverError(f"{path}: not UTF-8 text: byte 0x{raw[e.start]:02x} at line {line} "
+                           f"(offset {e.start})") from None
 
 
 def select(targets, names):
