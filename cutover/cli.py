@@ -7,11 +7,12 @@ import argparse
 import datetime
 import json
 import os
+import secrets
 import subprocess
 import sys
 
 from cutover import allocations, catalogue, quota, targets
-from cutover.errors import CutoverError
+from cutover.errors import CutoverError, seconds
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -82,20 +83,48 @@ def _default_out():
     return os.path.join("out", stamp)
 
 
-def results_exit(out):
-    """0 only when the run completed and every record passed."""
+def _new_run_id():
+    # The same form as fixtures/options.py makes for plain pytest runs.
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def results_exit(out, run_id=None, pytest_rc=None):
+    """0 only when this run (run_id) completed and every record passed.
+
+    The results must be this run's own (a file another run left is never read as ours), and
+    pytest must have ended normally (0 or 1): an internal error (3), an interruption (2) or a
+    crash is an incomplete run whatever results.json says.
+    """
     from cutover import results
-    data = results.load_run(out)
+    try:
+        data = results.load_run(out)
+    except CutoverError as e:
+        print(f"cutover: INCOMPLETE: results unreadable: {e}", file=sys.stderr)
+        return 1
+    if run_id is not None and data["run"].get("id") != run_id:
+        print(f"cutover: INCOMPLETE: {out}/results.json is run {data['run'].get('id')!r}'s, not this run's "
+              f"({run_id}): this run wrote no results (pytest exit {pytest_rc})", file=sys.stderr)
+        return 1
     recs = data["results"]
     counts = {}
     for r in recs:
         counts[r["outcome"]] = counts.get(r["outcome"], 0) + 1
-    complete = data["run"].get("complete") and recs
+    complete = data["run"].get("complete") and recs and pytest_rc in (None, 0, 1)
     summary = ", ".join(f"{n} {o}" for o, n in sorted(counts.items())) or "no results"
+    if pytest_rc not in (None, 0, 1):
+        summary += f"; pytest exit {pytest_rc}"
     verdict = "ALL PASSED" if complete and counts.get("pass") == len(recs) else \
         ("INCOMPLETE" if not complete else "NOT CONFORMANT")
     print(f"cutover: {verdict}: {summary} ({len(recs)} records) -> {out}/results.json")
     return 0 if verdict == "ALL PASSED" else 1
+
+
+def _refuse_previous_run(out):
+    """An output folder holds one run: a previous run's results are never mixed with, or read
+    as, this run's (a run that then failed to write would otherwise report the old verdict)."""
+    old = os.path.join(out, "results.json")
+    if os.path.lexists(old):
+        raise CutoverError(f"--out {out} already holds a run's results.json: give a new folder (or remove it)")
 
 
 def cmd_run(args, passthrough):
@@ -111,14 +140,16 @@ def cmd_run(args, passthrough):
     allocations.parse_spec(args.allocations, host_cpus=os.cpu_count())
     quota.parse(args.quotas)
     out = args.out or _default_out()
+    _refuse_previous_run(out)
     os.makedirs(out, exist_ok=True)
     _require_space(out)
+    run_id = _new_run_id()
     argv = [sys.executable, "-m", "pytest", os.path.join(REPO, "conformance"), "--rootdir", REPO,
             "-c", os.path.join(REPO, "pytest.ini"),
             "--targets", os.path.abspath(tpath), "--allocations", args.allocations, "--quotas", args.quotas,
             "--out", os.path.abspath(out), "--junitxml", os.path.join(os.path.abspath(out), "junit.xml"),
             "--alluredir", os.path.join(os.path.abspath(out), "allure-results"), "--tb=line", "-q"]
-    argv += ["--timeout", str(args.test_timeout)]
+    argv += ["--timeout", f"{args.test_timeout:g}", "--op-timeout", f"{args.op_timeout:g}"]
     if args.reference:
         if args.reference not in ts:
             raise CutoverError(f"--reference: '{args.reference}' is not one of the run's targets ({', '.join(ts)})")
@@ -131,11 +162,16 @@ def cmd_run(args, passthrough):
     if any(a == "-n" or a.startswith("-n") or a.startswith("--numprocesses") for a in passthrough):
         argv += ["--dist", "loadgroup"]
     argv += passthrough
+    argv += ["--run-id", run_id]       # last: this run's results are recognised by it
     env = dict(os.environ)
     if args.lab:
         env["CUTOVER_LAB"] = os.path.abspath(args.lab)
     print(f"cutover: running {len(ts)} target(s) on {len(fleet.hosts_of(ts))} host(s) -> {out}",
           file=sys.stderr, flush=True)
+    from cutover import preflight
+    for name, endpoint, cause in preflight.unreachable(ts, args.op_timeout):
+        # The run still goes on: this target's checks will be errors, and the run not a pass.
+        print(f"cutover: target {name}: endpoint {endpoint} unreachable: {cause}", file=sys.stderr, flush=True)
     rc = _run_forwarding_signals(argv, env)
     if rc in (4, 5):      # pytest usage error / nothing collected: the input selected nothing
         print(f"cutover: pytest {'usage error' if rc == 4 else 'collected no checks'} (exit {rc})", file=sys.stderr)
@@ -143,7 +179,7 @@ def cmd_run(args, passthrough):
     if not os.path.exists(os.path.join(out, "results.json")):
         print(f"cutover: the run wrote no results (pytest exit {rc}): INCOMPLETE", file=sys.stderr)
         return 1
-    return results_exit(out)
+    return results_exit(out, run_id, rc)
 
 
 MIN_FREE = 50 * 2**20     # results, JUnit and allure files of a large run fit in far less
@@ -224,8 +260,10 @@ def build_parser():
     run.add_argument("--skip-controls", action="store_true",
                      help="leave out targets marked 'control: true' (deliberately wrong configurations)")
     run.add_argument("--reference", help="differential run: compare every observation with this target's")
-    run.add_argument("--test-timeout", type=int, default=300,
+    run.add_argument("--test-timeout", type=seconds, default="300",
                      help="seconds one check may take before it is ended as an error (default 300)")
+    run.add_argument("--op-timeout", type=seconds, default=os.environ.get("CUTOVER_OP_TIMEOUT", "30"),
+                     help="seconds any single runtime operation may take (default 30)")
     run.set_defaults(func=cmd_run, passthrough=True)
 
     rep = sub.add_parser("report", help="offline Allure HTML report of a run folder (with history)")
