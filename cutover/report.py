@@ -16,28 +16,80 @@ from cutover.errors import CutoverError
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ALLURE = os.path.join(REPO, "tools", "node_modules", ".bin", "allure")
 
+# Allure puts a result in every category that matches (status, then the whole message as a
+# Java regex), so these are disjoint and follow results.json's outcomes: only a CheckFailed
+# (the recorder's "the runtime broke the promise") is non-conformance (fail); any other
+# failure, an AssertionError in harness code included, is a harness error (error).
+_CHECK_FAILED = r"(fixtures\.recorder\.)?CheckFailed: "
+_UNSUPPORTED = r".*[Uu]nsupported: "
 CATEGORIES = [
-    {"name": "Runtime non-conformance (a T4 promise is broken)", "matchedStatuses": ["failed"]},
-    {"name": "Unsupported by the target", "matchedStatuses": ["skipped"], "messageRegex": ".*unsupported:.*"},
-    {"name": "Harness errors (unreachable, timeout, setup)", "matchedStatuses": ["broken"]},
-    {"name": "Skipped", "matchedStatuses": ["skipped"]},
+    {"name": "Runtime non-conformance (a T4 promise is broken)", "matchedStatuses": ["failed"],
+     "messageRegex": f"(?s){_CHECK_FAILED}.*"},
+    {"name": "Harness errors (unreachable, timeout, setup, teardown)", "matchedStatuses": ["broken", "failed"],
+     "messageRegex": f"(?s)(?!{_CHECK_FAILED}).*"},
+    {"name": "Unsupported by the target", "matchedStatuses": ["skipped"], "messageRegex": f"(?s){_UNSUPPORTED}.*"},
+    {"name": "Skipped", "matchedStatuses": ["skipped"], "messageRegex": f"(?s)(?!{_UNSUPPORTED}).*"},
 ]
+TARGET_FACTS = ("runtime", "runtime_version", "oci_runtime", "storage_driver", "live_restore",
+                "cgroup_version", "lxcfs_mount", "error")
+
+
+def facts(hosts):
+    """[(key, value)] of host facts, readable: "<host> <fact>" and "<target> <fact>"."""
+    out = []
+    for host, hf in sorted((hosts or {}).items()):
+        if not isinstance(hf, dict):
+            out.append((f"{host} facts", _flat(hf)))
+            continue
+        for k, v in sorted(hf.items()):
+            if k == "targets" and isinstance(v, dict):
+                for tname, tf in sorted(v.items()):
+                    for tk in TARGET_FACTS:
+                        if isinstance(tf, dict) and tk in tf:
+                            out.append((f"{tname} {tk}", _flat(tf[tk])))
+            else:
+                out.append((f"{host} {k}", _flat(v)))
+    return out
+
+
+def _flat(value):
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return " ".join(str(text).split())
+
+
+def _escape(text, key):
+    """Java Properties escaping (java.util.Properties.load, which Allure 2 uses, reads
+    ISO-8859-1): backslash, separators (= : and, in keys, space), comment starters and line
+    breaks are escaped, anything outside Latin-1 printable ASCII as \\uXXXX."""
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch in "=:#!" or (ch == " " and (key or i == 0)):
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\f":
+            out.append("\\f")
+        elif not 0x20 <= ord(ch) < 0x7f:
+            out.extend(f"\\u{unit:04x}" for unit in _utf16(ch))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _utf16(ch):
+    data = ch.encode("utf-16-be")
+    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
 
 
 def environment(hosts):
-    """Flat key=value lines from host facts: host.<url>.<fact> and target.<name>.<fact>."""
-    lines = []
-    for host, facts in sorted((hosts or {}).items()):
-        for k, v in sorted(facts.items()):
-            if k == "targets":
-                for tname, tf in sorted(v.items()):
-                    for tk in ("runtime", "runtime_version", "oci_runtime", "storage_driver", "live_restore",
-                               "cgroup_version", "lxcfs_mount", "error"):
-                        if tk in tf:
-                            lines.append(f"target.{tname}.{tk}={tf[tk]}")
-            else:
-                lines.append(f"host.{host}.{k}={v}")
-    return "\n".join(l.replace("\n", " ") for l in lines) + "\n"
+    """environment.properties from host facts: one "<host> <fact>" = value line each."""
+    return "".join(f"{_escape(k, True)}={_escape(v, False)}\n" for k, v in facts(hosts))
 
 
 def write_extras(allure_dir, hosts):
