@@ -18,9 +18,22 @@ def _dir():
 
 
 def hold(run_id):
-    """Take the run's lock for the life of this process; returns the fd (keep it open)."""
-    fd = os.open(os.path.join(_dir(), f"{run_id}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    """Take the run's lock for the life of this process; returns the fd (keep it open).
+
+    The lock file appears under its name only once it is locked (made and locked under a
+    temporary name, then renamed): a `dead_runs` between the two would otherwise find a free
+    lock, call a just-started run dead and forget its record.
+    """
+    d = _dir()
+    tmp = os.path.join(d, f".{run_id}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(tmp, os.path.join(d, f"{run_id}.lock"))
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
     return fd
 
 
@@ -41,7 +54,10 @@ def dead_runs():
         if not name.endswith(".lock"):
             continue
         path = os.path.join(_dir(), name)
-        fd = os.open(path, os.O_RDWR)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:      # forgotten meanwhile by another sweep
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             out.append(name[:-5])

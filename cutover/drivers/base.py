@@ -139,8 +139,17 @@ class Driver:
 
     def __init__(self, target, host=None, timeout=30):
         self.target = target
-        self.host = host
         self.timeout = timeout
+        self.host = host
+
+    @property
+    def host(self):
+        """The target's testinfra host; every command on it is bounded (see timed_host)."""
+        return self._host
+
+    @host.setter
+    def host(self, host):
+        self._host = timed_host(host, lambda: self.timeout)
 
     def require(self, capability, why):
         if capability not in self.capabilities:
@@ -307,3 +316,45 @@ class Driver:
 
 def _quote(s):
     return "'" + s.replace("'", "'\"'\"'") + "'"
+
+
+# -- host commands, each with a time limit ---------------------------------------------------
+# Suites and drivers run commands on a target's host (mountinfo, /proc reads, du) through
+# testinfra, which waits for a command forever. A host whose /proc or mount hangs would then be
+# stopped only by the check's whole time limit, or not at all outside pytest. So every command
+# goes through a backend that wraps it in coreutils `timeout` with the driver's op timeout.
+KILL_AFTER = 5          # seconds between timeout's TERM and its KILL
+
+
+def timed_host(host, seconds):
+    """`host` with every command bounded by seconds() (a callable: the driver's op timeout).
+
+    A testinfra Host gets a Host of its own over a TimedBackend (its modules, host.file(...)
+    included, then run through it); anything else (None, a test double) is returned as is.
+    """
+    backend = getattr(host, "backend", None)
+    if backend is None or isinstance(backend, TimedBackend):
+        return host
+    import testinfra.host
+    return testinfra.host.Host(TimedBackend(backend, seconds))
+
+
+class TimedBackend:
+    """A testinfra backend whose run() bounds each command; everything else is the inner's.
+
+    The command runs under `timeout -k 5 T sh -c CMD` on the host, so a hung read ends with
+    exit 124 (137 if it ignored TERM) within T + 5 s. A command that already starts with its
+    own `timeout` (daemon commands, the LXC driver's scripts) keeps its own bound.
+    """
+
+    def __init__(self, inner, seconds):
+        self._inner, self._seconds = inner, seconds
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def run(self, command, *args, **kwargs):
+        cmd = self._inner.quote(command, *args)
+        if not cmd.lstrip().startswith("timeout "):
+            cmd = f"timeout -k {KILL_AFTER} {max(1, int(self._seconds()))} sh -c {_quote(cmd)}"
+        return self._inner.run(cmd, **kwargs)
