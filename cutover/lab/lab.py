@@ -30,6 +30,9 @@ from cutover.lab.release import Releases
 from cutover.lab.guests import Guests
 
 DEFAULT_ROOT = "/var/lib/cutover-lab"
+# The longest a lab operation waits for another to finish (`lab up --guests` building a guest
+# image takes about 3 min the first time); $CUTOVER_LAB_LOCK_TIMEOUT overrides it.
+LOCK_TIMEOUT = 900
 # docker-unsafe's targets-file options (cutover/drivers/docker.py, OPTIONS): the pieces of
 # `--privileged` one by one (privileged itself cannot start here: root lacks CAP_SYS_RESOURCE,
 # so runc cannot grant every capability), plus the host's namespaces.
@@ -123,10 +126,32 @@ class Lab:
         return {"disk_quota": "loop-rootfs", "volume_quota": "loop-ext4", "loop_dir": self.loop_dir}
 
     # -- locking: one lab operation at a time ------------------------------------------------
-    def _lock(self):
+    def _lock(self, timeout=None):
+        """The lab's lock, waited for at most timeout seconds (LOCK_TIMEOUT): a lab operation
+        stuck elsewhere becomes a one-line error naming its pid, never an endless wait."""
+        if timeout is None:
+            env = os.environ.get("CUTOVER_LAB_LOCK_TIMEOUT") or str(LOCK_TIMEOUT)
+            try:
+                timeout = float(env)
+            except ValueError:
+                raise CutoverError(f"CUTOVER_LAB_LOCK_TIMEOUT: '{env}' is not a number of seconds") from None
         os.makedirs(self.root, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.root, ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = os.path.join(self.root, ".lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise RuntimeTimeout(f"lab: {path} held by another lab operation (pid {holder}) "
+                                         f"for over {timeout:g}s") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)     # who holds it, for a waiter's message
         return fd
 
     def cgroup_procs(self):
