@@ -5,9 +5,23 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-./setup.sh || exit 2
+./setup.sh
+rc=$?
+if [ $rc -ne 0 ]; then
+  # setup.sh exits 2 when run as a user who cannot set up (not root): that is bad input;
+  # anything else (a package that would not install) means this machine was not certified.
+  echo "certify: setup failed (exit $rc): NOT CERTIFIED" >&2
+  [ $rc -eq 2 ] && exit 2 || exit 1
+fi
 out="out/certify-$(date +%Y%m%d-%H%M%S)"
-bin/cutover lab up || exit 2
+bin/cutover lab up
+rc=$?
+if [ $rc -ne 0 ]; then
+  # No bad input here (certify takes none but pytest arguments): a lab that does not come up
+  # means nothing was certified, which is not a pass.
+  echo "certify: the lab did not come up (bin/cutover lab up exited $rc, see above): NOT CERTIFIED" >&2
+  exit 1
+fi
 bin/cutover run --out "$out" -n 2 --skip-controls "$@"
 rc=$?
 if [ -f "$out/results.json" ]; then

@@ -21,7 +21,10 @@ took() { awk -v a="$2" -v b="$(t)" -v w="$1" 'BEGIN { printf "kernel-gate: %-34s
 
 ./setup.sh --kernel-gate || exit 2
 mkdir -p "$out"
-bin/cutover lab status >/dev/null 2>&1 && was_up=1 || was_up=""
+# "Was up" = any daemon of the lab runs (`lab status` exits 1 when one is stopped, and a lab
+# that is partly up is still someone's: it is left up, not taken down at the end).
+was_up=$(bin/cutover lab status --json 2>/dev/null | .venv/bin/python -c \
+  'import json, sys; print(1 if any(d["running"] for d in json.load(sys.stdin)["daemons"]) else "")' 2>/dev/null)
 t0=$(t); bin/cutover lab up --guests "$(IFS=,; echo "${guests[*]}")" || exit 2
 took "lab up --guests" "$t0"
 # The three guests at once: each is emulated on one thread per vCPU and mostly waits (daemon

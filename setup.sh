@@ -13,6 +13,11 @@ fi
 PACKAGES="docker.io containerd runc crun podman conmon catatonit lxc lxcfs busybox-static debootstrap docker-registry btrfs-progs e2fsprogs iproute2 util-linux mount procps openssh-server openssh-client chromium"
 # ./setup.sh --kernel-gate: also qemu, which only ./kernel-gate.sh needs.
 [ "${1:-}" = "--kernel-gate" ] && PACKAGES="$PACKAGES qemu-system-x86"
+# The HTML report needs npm (to fetch allure-commandline) and Java 17 (to run it). Debian's
+# packages only when the commands are missing: a machine may have its own node or Java
+# outside dpkg, which must not be installed over.
+command -v npm >/dev/null || PACKAGES="$PACKAGES npm"
+command -v java >/dev/null || PACKAGES="$PACKAGES openjdk-17-jre-headless"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
