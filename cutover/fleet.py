@@ -7,7 +7,16 @@ Selection is by host, so a host is always certified whole (all its targets in on
 - `--shard K/N` keeps every N-th host of the sorted host list, starting at the K-th: N CI
   runners given the same targets file split the fleet into N disjoint, balanced shards whose
   results the gate merges (`cutover gate RUN1 RUN2 ...`).
+
+Before any selection, a target on `ansible://PATTERN` (a group, or any Ansible host pattern)
+becomes one target per inventory host of PATTERN, named `<target>@<host>` (see expand()).
+
+Scheduling (fixtures/fleet.py hands these to xdist's own LoadScopeScheduling): every test is
+about one target (or one pair of targets), named in its parametrization id; scope() maps the
+test to its target's or its host's work unit, so that one worker runs all of that target's
+(or host's) checks.
 """
+import dataclasses
 import fnmatch
 import os
 import re
@@ -33,8 +42,9 @@ def hosts_of(targets):
     return sorted({t.host for t in targets.values()})
 
 
-def select(targets, hosts=None, shard=None, ansible_group=None, group_members=None):
+def select(targets, hosts=None, shard=None, ansible_group=None, group_members=None, inventory_hosts=None):
     """Keep the targets of the selected hosts; every problem is one CutoverError line."""
+    targets = expand(targets, inventory_hosts)
     if hosts:
         pats = [p.strip() for p in hosts.split(",") if p.strip()]
         targets = {n: t for n, t in targets.items()
@@ -91,3 +101,103 @@ def auto_workers(targets, cpus=None):
     each target on one worker); at least one per CPU, at most 4 per CPU."""
     cpus = cpus or os.cpu_count() or 1
     return max(cpus, min(len(targets), 4 * cpus))
+
+
+# -- ansible://PATTERN: one target per inventory host ------------------------------------------
+
+def expand(targets, inventory_hosts=None):
+    """{name: Target} with every `ansible://PATTERN` target replaced by its inventory hosts.
+
+    PATTERN is what Ansible accepts (a group, a host, a glob). A pattern that is one host's own
+    name keeps the target as it is; otherwise each host H of the pattern gets a copy named
+    `<target>@H` on `ansible://H`. An ansible:// target is reached through its inventory only
+    (testinfra's ansible backend reads ansible_host, ansible_port, ansible_user, the key and the
+    ssh args from it), so the targets file's ssh_config is not passed to it; its `ssh://`
+    endpoint must be its own host, written `ssh:///path/to/socket` (or `ssh://H/...`), and the
+    forward to the daemon's socket uses the same inventory data (cutover/drivers/sshfwd.py).
+    """
+    resolve = inventory_hosts or _inventory_hosts
+    out = {}
+    for name, t in targets.items():
+        if not t.host.startswith("ansible://"):
+            out[name] = t
+            continue
+        pattern = t.host[len("ansible://"):]
+        # No ansible_inventory: Ansible's default one, as testinfra's ansible backend would use.
+        members = sorted(set(resolve(t.ansible_inventory, pattern)))
+        if not members:
+            raise CutoverError(f"target '{name}': host {t.host}: no host of inventory "
+                               f"{t.ansible_inventory or '(Ansible default)'} matches '{pattern}'")
+        for h in members:
+            # '@' is not allowed in a targets file's names, so `<target>@<host>` is no one else's.
+            copy = dataclasses.replace(t, name=name if members == [pattern] else f"{name}@{h}",
+                                       host=f"ansible://{h}", endpoint=_own_endpoint(t, h), ssh_config=None)
+            out[copy.name] = copy
+    return out
+
+
+def _own_endpoint(t, host):
+    """An ansible:// target's ssh:// endpoint, on the inventory host it was expanded to."""
+    if not t.endpoint.startswith("ssh://"):
+        return t.endpoint
+    u = urllib.parse.urlsplit(t.endpoint)
+    if u.hostname and u.hostname != host and u.hostname != t.host[len("ansible://"):]:
+        raise CutoverError(f"target '{t.name}': endpoint {t.endpoint}: an ansible:// target's daemon is on "
+                           f"its own host; write ssh:///<socket> (reached with the inventory's connection data)")
+    if u.username or u.port:
+        raise CutoverError(f"target '{t.name}': endpoint {t.endpoint}: the user and port of an ansible:// "
+                           "host come from its inventory (ansible_user, ansible_port), not from the endpoint")
+    return f"ssh://{host}{u.path}"
+
+
+def _inventory_hosts(inventory, pattern):
+    from testinfra.utils.ansible_runner import AnsibleRunner
+    use_venv_tools()
+    try:
+        return AnsibleRunner.get_runner(inventory).get_hosts(pattern)
+    except Exception as e:
+        raise CutoverError(f"cannot read inventory {inventory or '(Ansible default)'}: "
+                           f"{str(e).splitlines()[0][:200]}") from None
+
+
+# -- scheduling: which work unit a test belongs to ---------------------------------------------
+
+def granularity(n_hosts, n_workers, choice="auto"):
+    """'host' when there are at least as many hosts as workers (a worker then certifies whole
+    hosts, and a host's daemon events never make another worker wait), else 'target' (so that
+    the workers are not left idle: one host with two workers runs two targets at once)."""
+    if choice in ("host", "target"):
+        return choice
+    return "host" if n_hosts >= n_workers else "target"
+
+
+def subject_of(nodeid, names):
+    """The target (or pair 'A+B') a test is about, from its parametrization id.
+
+    pytest joins the ids of a test's parameters with '-', and a target's id is its name, so
+    the subject is the longest known name that is a whole run of '-'-separated parts of the
+    id (targets 'docker' and 'docker-crun' in `[docker-crun-cpuset1-256m]`: docker-crun).
+    None when no name fits (a test about no target). xdist's '@group' suffix is ignored.
+    """
+    if nodeid.rfind("@") > nodeid.rfind("]"):
+        nodeid = nodeid[:nodeid.rfind("@")]
+    if not nodeid.endswith("]"):
+        return None
+    tail = nodeid.rsplit("::", 1)[-1]
+    if "[" not in tail:
+        return None
+    padded = "-" + tail[tail.index("[") + 1:-1] + "-"
+    best = None
+    for n in names:
+        if (best is None or len(n) > len(best)) and f"-{n}-" in padded:
+            best = n
+    return best
+
+
+def scope(nodeid, where, granularity):
+    """The work unit of a test: 'host URL' or 'target NAME'; the test id itself (a unit of its
+    own) when it is about no known target. where: {target or pair name: host URL}."""
+    s = subject_of(nodeid, where)
+    if s is None:
+        return nodeid
+    return f"host {where[s]}" if granularity == "host" else f"target {s}"

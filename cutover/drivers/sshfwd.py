@@ -7,6 +7,12 @@ plain unix:// to the local end. Why this and not the SDK's own ssh:// support is
 ("Fleets"): it honours an explicit ssh config (-F), needs no docker CLI on the host, keeps one
 connection per endpoint, and a dead host shows as a dead forwarder instead of slow timeouts.
 
+How ssh reaches the endpoint's host: for a target on `ansible://H` whose endpoint is on H, the
+connection data of H in the inventory (ansible_host, ansible_port, ansible_user,
+ansible_ssh_private_key_file, ansible_ssh_common_args / _extra_args), read by testinfra's own
+inventory code, so the forward goes exactly where testinfra's ansible backend goes; for any
+other target, `ssh -F <the targets file's ssh_config>` and the endpoint's user and port.
+
 Forwarders die with the process that started them (PR_SET_PDEATHSIG). That signal follows the
 *thread* that forked, so every forwarder is forked by one long-lived spawner thread.
 """
@@ -80,10 +86,47 @@ def ssh_argv(ssh_config, user, host, port, extra=()):
     return argv + ["--", host]
 
 
+def inventory_argv(inventory, host, extra=()):
+    """ssh argv to inventory host `host`, from its connection data (extra options first: for
+    ssh the first value of an option wins, and the forward's ControlMaster=no must)."""
+    import shlex
+    from cutover import fleet
+    from testinfra.utils.ansible_runner import AnsibleRunner
+    fleet.use_venv_tools()
+    try:
+        h = AnsibleRunner.get_runner(inventory).get_host(host)
+    except Exception as e:
+        raise CutoverError(f"cannot read inventory {inventory}: {str(e).splitlines()[0][:200]}") from None
+    b = getattr(h, "backend", None)
+    if b is None or getattr(b, "NAME", None) != "ssh":
+        how = getattr(b, "NAME", "no connection testinfra knows") if b is not None else "no connection testinfra knows"
+        raise CutoverError(f"inventory {inventory}: host {host} is reached by {how}, not ssh: "
+                           "its ssh:// endpoint cannot be forwarded")
+    if b.host.password:
+        raise CutoverError(f"inventory {inventory}: host {host} logs in with a password; the forward needs a key")
+    argv = ["ssh", *extra, *shlex.split(b.ssh_extra_args or "")]
+    if b.ssh_config:
+        argv += ["-F", b.ssh_config]
+    if b.ssh_identity_file:
+        argv += ["-i", b.ssh_identity_file]
+    if b.host.user:
+        argv += ["-l", b.host.user]
+    if b.host.port:
+        argv += ["-p", str(b.host.port)]
+    return argv + ["--", b.host.name]
+
+
+def _via_inventory(target, host):
+    return bool(target.ansible_inventory) and target.host == f"ansible://{host}"
+
+
 def local_url(target, timeout=30):
     """unix:// URL of a local socket forwarded to the target's ssh:// endpoint (started once)."""
     user, host, port, remote = parse_endpoint(target.endpoint)
-    key = (target.ssh_config, user, host, port, remote)
+    if _via_inventory(target, host):
+        key = (("inventory", target.ansible_inventory), None, host, None, remote)
+    else:
+        key = (target.ssh_config, user, host, port, remote)
     with _lock:
         klock = _key_locks.setdefault(key, threading.Lock())
     with klock:
@@ -118,7 +161,11 @@ def _start(key, timeout):
              "-o", f"ConnectTimeout={max(1, int(timeout))}",
              "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3",
              "-o", "StreamLocalBindUnlink=yes", "-L", f"{local}:{remote}"]
-    proc = _spawn(ssh_argv(ssh_config, user, host, port, extra), errlog)
+    if isinstance(ssh_config, tuple):       # ("inventory", path): the inventory's connection data
+        argv = inventory_argv(ssh_config[1], host, extra)
+    else:
+        argv = ssh_argv(ssh_config, user, host, port, extra)
+    proc = _spawn(argv, errlog)
     fwd = Forward(proc, local, errlog)
     deadline = time.monotonic() + timeout + 5
     while time.monotonic() < deadline and fwd.alive() and not os.path.exists(local):
