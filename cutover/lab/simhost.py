@@ -212,12 +212,20 @@ class SimHosts:
         _write(self.inventory, self.inventory_text())
 
     def inventory_text(self):
+        """The hosts with their own connection data (address, port, user, key, ssh options): an
+        ansible:// host is reached through this file alone, not through the ssh config.
+        Its own ControlPath, so that no inventory connection rides on an ssh-config master."""
+        opts = ["IdentitiesOnly=yes", f"UserKnownHostsFile={self.known_hosts}", "GlobalKnownHostsFile=/dev/null",
+                "StrictHostKeyChecking=yes", "BatchMode=yes", "ConnectTimeout=5", "ServerAliveInterval=5",
+                "ServerAliveCountMax=3", "ControlMaster=auto", f"ControlPath={self.dir}/ci-%h", "ControlPersist=60",
+                f"BindInterface={self.bridge}", "LogLevel=ERROR"]
         lines = ["# Written by 'cutover lab up --hosts N'. Ansible inventory of the lab's simulated hosts.",
-                 "all:", "  vars:", "    ansible_user: root",
-                 f"    ansible_ssh_common_args: -F {self.ssh_config}",
+                 "all:", "  vars:", "    ansible_user: root", f"    ansible_ssh_private_key_file: {self.key}",
+                 "    ansible_ssh_common_args: " + " ".join(f"-o {o}" for o in opts),
                  "    ansible_python_interpreter: /usr/bin/python3", "  children:", "    cutover_lab:",
                  "      hosts:"]
-        lines += [f"        {h.name}: {{ansible_host: {h.name}}}" for h in self.hosts] or ["        {}"]
+        lines += [f"        {h.name}: {{ansible_host: {h.address}, ansible_port: 22}}" for h in self.hosts] \
+            or ["        {}"]
         groups = {}
         for h in self.hosts:
             for v in sorted(h.variants):
@@ -287,8 +295,10 @@ class SimHost:
     def start(self):
         for d in ("run/sshd", "etc-docker", "docker", "lxcfs"):
             os.makedirs(self.path(d), exist_ok=True)
-        os.chmod(self.root, 0o755)
-        os.chmod(self.path("run"), 0o755)      # sshd insists on a root-owned, 0755 privsep dir
+        # The host's /run holds its dockerd's socket: root's only, as the lab's own run/ is.
+        # sshd checks only its privsep dir (root-owned, not group/world-writable).
+        os.chmod(self.root, 0o700)
+        os.chmod(self.path("run"), 0o700)
         os.chmod(self.path("run/sshd"), 0o755)
         self.fleet.ensure_bridge()
         self.fleet.write_files()
@@ -480,6 +490,14 @@ class HostDockerd(InHost, Dockerd):
 
     def argv(self, config_path=None):
         return self.in_host(super().argv(config_path))
+
+    def start(self, timeout=30):
+        # dockerd makes its socket root:docker 0660; the lab's sockets are root's alone (0600),
+        # also after a restart by a daemon event (`cutover lab start hN-docker`).
+        started = super().start(timeout)
+        if os.path.exists(self.socket):
+            os.chmod(self.socket, 0o600)
+        return started
 
     def targets(self):
         h = self.host
