@@ -102,6 +102,7 @@ CAPABILITIES = {
     "daemon": "a management daemon whose stop/kill/start the lifecycle suite drives",
     "live-restore": "containers outlive their daemon by the daemon's own setting (dockerd --live-restore)",
     "daemonless": "containers never depend on the API service (each has its own monitor, conmon)",
+    "exit-status": "report a stopped container's exit code and whether the OOM killer ended it (inspect)",
     "pause": "freeze and thaw a container",
     "restart-policy": "restart a container that exits (policy 'always')",
     "image-build": "build an image from a Dockerfile context",
