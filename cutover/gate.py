@@ -158,6 +158,7 @@ class _Gate:
         self.expected = []       # catalogue checks every target owes (suites the runs touched)
         self.waiver_uses = {}    # waiver index -> findings it forgave
         self.shards = []         # (source, shard record) of runs that are shards of a fleet
+        self.single_allocation = set()   # checks a run marked as under one allocation by design
 
     def reason(self, kind, message, **kw):
         if kw.get("target") is not None and kw.get("host") is None:
@@ -237,6 +238,11 @@ class _Gate:
             whole_run("malformed", "run.incomplete_hosts is not a mapping of host to reason")
         else:
             self.judge_dead_hosts(dead, names, source)
+        single = run.get("single_allocation", [])
+        if isinstance(single, list) and all(isinstance(c, str) for c in single):
+            self.single_allocation |= set(single)
+        else:
+            whole_run("malformed", "run.single_allocation is not a list of check IDs")
         if "shard" in run:
             shard = _shard(run["shard"])
             if shard is None:
@@ -386,7 +392,9 @@ class _Gate:
 
     def check_allocations(self):
         """A check the run parametrized by allocation must have run under several of them:
-        under one, a runtime that hard-codes the expected number passes (DESIGN: Allocation)."""
+        under one, a runtime that hard-codes the expected number passes (DESIGN: Allocation).
+        Scenario checks the harness runs under its first allocation by design (marked
+        one_allocation; the run lists them in run.single_allocation) are left out."""
         need = self.policy.min_allocations
         under = {}   # (check, target) -> allocations it was collected or reported under
         for key in self.collected | set(self.records):
@@ -394,7 +402,7 @@ class _Gate:
             if alloc != "-":
                 under.setdefault((check, target), set()).add(alloc)
         for (check, target), allocs in sorted(under.items(), key=lambda kv: sort_key(f"{kv[0][0]}|{kv[0][1]}|")):
-            if len(allocs) < need and target in self.targets:
+            if len(allocs) < need and target in self.targets and check not in self.single_allocation:
                 self.reason("allocations", f"{check} on {target} ran under {len(allocs)} allocation(s) "
                             f"({', '.join(sorted(allocs))}); the policy needs at least {need}, so that a "
                             f"runtime that hard-codes one number cannot pass", check=check, target=target)

@@ -665,3 +665,12 @@ def test_today_override_is_recorded_in_gate_json_and_certificates(tmp_path, caps
     assert cert["judged_on"] == doc["judged_on"]
     assert cli("gate", run) == 0
     assert json.loads((tmp_path / "run" / "gate.json").read_text())["judged_on"]["overridden"] is False
+
+
+def test_checks_run_under_one_allocation_by_design_are_left_out(tmp_path):
+    recs = records("docker", checks=SUITE_CHECKS[1:]) + records("docker", checks=SUITE_CHECKS[:1], allocations=("a1",))
+    assert "allocations" in kinds(gate(write(tmp_path / "undeclared", recs)))
+    run = write(tmp_path / "run", recs, single_allocation=[SUITE_CHECKS[0]])
+    assert gate(run).verdict == PASS
+    bad = write(tmp_path / "bad", recs, single_allocation="all")
+    assert "malformed" in kinds(gate(bad))
