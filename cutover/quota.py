@@ -31,7 +31,7 @@ MIN_QUOTA = 32 * MIB          # below this the allowance is most of the quota
 
 
 def parse(spec):
-    """'64m,160m' -> allocations named disk64m, disk160m (256 MiB of memory each)."""
+    """'64m,160m' -> allocations named disk64m, disk160m (256 MiB of memory each); two at least."""
     out = []
     for part in [p.strip() for p in str(spec).split(",") if p.strip()]:
         size = parse_size(part, "--quotas")
@@ -41,10 +41,11 @@ def parse(spec):
         if size % MIB:
             raise CutoverError(f"--quotas: {part} is not a whole number of MiB")
         out.append(Allocation(name=f"disk{size // MIB}m", memory=MEMORY, disk=size))
-    if not out:
-        raise CutoverError("--quotas: give at least one size, e.g. 64m,160m")
     if len({a.disk for a in out}) != len(out):
         raise CutoverError(f"--quotas: sizes repeat in '{spec}'")
+    # Two sizes at least (issue 5): a runtime that hard-codes one quota passes under one size.
+    if len(out) < 2:
+        raise CutoverError(f"--quotas: give at least two sizes, e.g. 64m,160m (got '{spec}')")
     return out
 
 

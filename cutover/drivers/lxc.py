@@ -41,6 +41,7 @@ import time
 from cutover.drivers.base import (ContainerState, Driver, ExecResult, RuntimeFailure,
                                   Unsupported)
 from cutover.errors import CutoverError, RuntimeTimeout
+from cutover.looproot import LOCK
 
 PACKAGED_HOOK = "/usr/share/lxcfs/lxc.mount.hook"
 COMMON_CONF = "/usr/share/lxc/config/common.conf"
@@ -152,8 +153,9 @@ def _epoch_iso(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-# Held around every loop device allocation of Cutover's (see cutover.looproot.LOCK).
-LOOP_LOCK = "flock -w 120 /run/lock/cutover-loop.lock "
+# Held around every loop device allocation of Cutover's (see cutover.looproot.LOCK), on the
+# target's host: lxc-create/lxc-start with `-B loop` and `mount -o loop` of a quota'd volume.
+LOOP_LOCK = f"flock -w 120 {LOCK} "
 
 
 class LxcDriver(Driver):
@@ -545,7 +547,7 @@ class LxcDriver(Driver):
         mkdir -p {v}/data
         truncate -s {int(size)} {v}/volume.img
         mkfs.ext4 -q -F -m 0 -E nodiscard {v}/volume.img
-        mount -o loop {v}/volume.img {v}/data
+        {LOOP_LOCK}mount -o loop {v}/volume.img {v}/data
         printf '%s' {_q(json.dumps(labels or {}))} > {v}/volume.json
         """, f"create quota volume {name}", timeout=self.timeout * 2)
         return name

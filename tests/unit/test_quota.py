@@ -13,8 +13,9 @@ def test_parse_default_sizes():
     assert (b.name, b.disk) == ("disk160m", 160 * MIB)
 
 
-@pytest.mark.parametrize("spec, words", [("", "at least one"), ("8m", "below 32 MiB"), ("64m,64m", "repeat"),
-                                         ("lots", "not a size"), ("64.5m", "whole number")])
+@pytest.mark.parametrize("spec, words", [("", "at least two sizes"), ("64m", "at least two sizes"),
+                                         ("8m,64m", "below 32 MiB"), ("64m,64m", "repeat"),
+                                         ("lots", "not a size"), ("64.5m,160m", "whole number")])
 def test_parse_refuses_bad_sizes(spec, words):
     with pytest.raises(CutoverError, match=words):
         quota.parse(spec)
