@@ -217,7 +217,8 @@ class SimHosts:
         Its own ControlPath, so that no inventory connection rides on an ssh-config master."""
         opts = ["IdentitiesOnly=yes", f"UserKnownHostsFile={self.known_hosts}", "GlobalKnownHostsFile=/dev/null",
                 "StrictHostKeyChecking=yes", "BatchMode=yes", "ConnectTimeout=5", "ServerAliveInterval=5",
-                "ServerAliveCountMax=3", "ControlMaster=auto", f"ControlPath={self.dir}/ci-%h", "ControlPersist=60",
+                "ServerAliveCountMax=3", "ControlMaster=auto", f"ControlPath={self.inventory_control_path}",
+                "ControlPersist=60",
                 f"BindInterface={self.bridge}", "LogLevel=ERROR"]
         lines = ["# Written by 'cutover lab up --hosts N'. Ansible inventory of the lab's simulated hosts.",
                  "all:", "  vars:", "    ansible_user: root", f"    ansible_ssh_private_key_file: {self.key}",
@@ -233,6 +234,10 @@ class SimHosts:
         for g, names in sorted(groups.items()):
             lines += [f"    {g}:", "      hosts:"] + [f"        {n}: {{}}" for n in names]
         return "\n".join(lines) + "\n"
+
+    @property
+    def inventory_control_path(self):
+        return f"{self.dir}/ci-%h"
 
     def targets_file_keys(self):
         """Top-level keys of the lab's targets file when it has hosts."""
@@ -337,9 +342,14 @@ class SimHost:
 
     # -- down -------------------------------------------------------------------------------
     def stop(self, grace=20):
-        # Close the shared ssh master first: it would otherwise outlive the host.
+        # Close the shared ssh masters first (the ssh config's and the inventory's): they would
+        # otherwise outlive the host.
         if os.path.exists(self.fleet.ssh_config):
             _run(["ssh", "-F", self.fleet.ssh_config, "-O", "exit", self.name], timeout=10, check=False)
+        if "subnet" in self.fleet.state:
+            _run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.fleet.inventory_control_path}", "-O", "exit",
+                  self.address],
+                 timeout=10, check=False)
         stopped = False
         for d in reversed(self.parts):
             stopped = d.stop(grace) or stopped
