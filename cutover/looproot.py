@@ -100,6 +100,21 @@ def records(owner):
         return {}
 
 
+def note(owner, image, **fields):
+    """Add fields to image's record (e.g. the container it is the root of), for find()."""
+    with _state(owner) as st:
+        if image in st:
+            st[image].update(fields)
+
+
+def find(owner, **fields):
+    """The image file whose record holds all of fields, or None."""
+    for image, rec in records(owner).items():
+        if all(rec.get(k) == v for k, v in fields.items()):
+            return image
+    return None
+
+
 # -- the kernel's view ------------------------------------------------------------------------
 
 def loop_devices():

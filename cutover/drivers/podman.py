@@ -42,9 +42,13 @@ class PodmanDriver(DockerDriver):
         return super().create(spec)
 
     def remove(self, cid, force=True):
+        # The loop root goes whatever happens to the container: already gone, or its removal
+        # failed or timed out (a root left mounted would otherwise wait for `lab down`).
         root = podman_rootfs.root_of(self, cid)
-        super().remove(cid, force)
-        podman_rootfs.release(self, root)
+        try:
+            super().remove(cid, force)
+        finally:
+            podman_rootfs.release(self, root)
 
     def storage_path(self, cid):
         return podman_rootfs.storage_path(self, cid) or super().storage_path(cid)

@@ -7,8 +7,10 @@ for: per container, a sparse file of the quota's size under `options.loop_dir`, 
 container created on it through the libpod API (`rootfs`; the Docker-compatible API has none).
 `df /` is then the quota less ext4's overhead, and writing past it fails with ENOSPC.
 
-The file is named on the container (label cutover.looproot) and released when the driver
-removes the container; `lab down` releases any left behind by a crash (looproot.release_under).
+The file is named on the container (label cutover.looproot) and in its loop record (the
+container's ID), and released when the driver removes the container, also when the container
+is already gone or its removal fails; `lab down` releases any left behind by a crash
+(looproot.release_under).
 The podman driver calls in here through three small hooks (create, remove, storage_path).
 """
 import os
@@ -93,6 +95,8 @@ def create(driver, spec):
         url = f"{api.base_url}/v4.0.0/libpod/containers/create"
         res = driver._call("create container (libpod, loop root)",
                            lambda: api._result(api._post_json(url, data=_spec(driver, spec, rootfs, image)), json=True))
+        # Also in the loop record: a container removed behind the driver's back still names it.
+        looproot.note(owner, image, container=res["Id"])
         return res["Id"]
     except BaseException:
         looproot.release(owner, image)
@@ -106,8 +110,9 @@ def root_of(driver, cid):
     try:
         labels = driver.inspect(cid).raw.get("Config", {}).get("Labels") or {}
     except RuntimeFailure:
-        return None                    # already gone: lab down's release_under frees its file
-    return labels.get(LABEL)
+        labels = {}                    # already gone: its loop record still names it
+    owner = driver.target.options.get("loop_dir")
+    return labels.get(LABEL) or (looproot.find(owner, container=cid) if owner else None)
 
 
 def release(driver, image):

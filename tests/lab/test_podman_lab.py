@@ -44,3 +44,20 @@ def test_crun_runs_with_the_hugetlb_hierarchy(lab):
     assert lab.cgroup_name in st["users"], "the lab does not declare its use of the hugetlb hierarchy"
     _pid, cgroup = _run_one(lab, "docker-crun")
     assert f"/{lab.cgroup_name}/docker/" in cgroup
+
+
+def test_loop_root_released_when_the_container_is_already_gone(lab):
+    """A loop-root container removed behind the driver's back: its remove still frees the root."""
+    from cutover import looproot, quota
+    t = lab.targets()["podman"]
+    d = driver_for(t)
+    a = quota.parse(quota.DEFAULT)[0]
+    cid = d.create(ContainerSpec(image=t.image, command=["sleep", "60"], allocation=a,
+                                 labels={"cutover": "1", "cutover.test": "gone-loop-root"}))
+    image = looproot.find(t.options["loop_dir"], container=cid)
+    assert image and os.path.exists(image)
+    d.client.api.remove_container(cid, force=True)          # gone, not through the driver
+    d.remove(cid)
+    assert not os.path.exists(image)
+    assert image not in looproot.records(t.options["loop_dir"])
+    assert not any(back == image for back in looproot.loop_devices().values())

@@ -111,3 +111,43 @@ def test_hugetlb_release_only_what_the_lab_mounted_and_nobody_uses(tmp_path, mon
     monkeypatch.setattr(hugetlb, "users", lambda where: [])
     assert hugetlb.release(lab) == f"unmounted {hugetlb.MOUNTPOINT}"
     assert calls == [["umount", hugetlb.MOUNTPOINT]] and not (tmp_path / "hugetlb.mounted").exists()
+
+
+def _loop_podman(tmp_path):
+    return driver_for(_target({"disk_quota": "loop-rootfs", "loop_dir": str(tmp_path)}, driver="podman",
+                              runtime="crun"))
+
+
+def test_podman_remove_releases_the_loop_root_when_removal_fails(monkeypatch, tmp_path):
+    from cutover.drivers import podman_rootfs
+    from cutover.drivers.base import RuntimeFailure
+    from cutover.drivers.docker import DockerDriver
+    released = []
+    monkeypatch.setattr(podman_rootfs, "root_of", lambda drv, cid: "/loops/root-1.img")
+    monkeypatch.setattr(podman_rootfs, "release", lambda drv, image: released.append(image))
+
+    def refuse(self, cid, force=True):
+        raise RuntimeFailure("remove x: timed out")
+    monkeypatch.setattr(DockerDriver, "remove", refuse)
+    with pytest.raises(RuntimeFailure):
+        _loop_podman(tmp_path).remove("x")
+    assert released == ["/loops/root-1.img"]
+
+
+def test_loop_root_of_a_container_already_gone_is_found_by_its_record(monkeypatch, tmp_path):
+    from cutover import looproot
+    from cutover.drivers import podman_rootfs
+    from cutover.drivers.base import RuntimeFailure
+    image = str(tmp_path / "root-1.img")
+    with looproot._state(str(tmp_path)) as st:
+        st[image] = {"dev": "/dev/loop99", "mountpoint": None, "fstype": "ext4"}
+    looproot.note(str(tmp_path), image, container="c1")
+    looproot.note(str(tmp_path), str(tmp_path / "unknown.img"), container="c2")     # no record: nothing
+    d = _loop_podman(tmp_path)
+
+    def gone(cid):
+        raise RuntimeFailure(f"inspect {cid}: not found")
+    monkeypatch.setattr(d, "inspect", gone)
+    assert podman_rootfs.root_of(d, "c1") == image
+    assert podman_rootfs.root_of(d, "c2") is None
+    assert list(looproot.records(str(tmp_path))) == [image]
