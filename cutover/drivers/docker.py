@@ -444,7 +444,11 @@ class DockerDriver(Driver):
     def push_image(self, repo, tag):
         msgs, error = self._call(f"push {repo}:{tag}", lambda: self._stream(
             "push", self.client.api.push(repo, tag=tag, stream=True, decode=True)))
-        digest = next((m["aux"]["Digest"] for m in msgs if "Digest" in (m.get("aux") or {})), None)
+        # dockerd says it twice: an aux record and "<tag>: digest: sha256:... size: N"; podman's
+        # compatible API only in the status line.
+        digest = next((m["aux"]["Digest"] for m in msgs if "Digest" in (m.get("aux") or {})), None) or \
+            next((d.group(1) for m in msgs for d in [re.search(r"\bdigest: (sha256:[0-9a-f]{64})\b",
+                                                                 str(m.get("status") or ""))] if d), None)
         if error or not digest:
             raise RuntimeFailure(f"push {repo}:{tag}: {(error or 'no digest acknowledged').strip()[:300]}")
         return digest

@@ -18,10 +18,11 @@ class PodmanDriver(DockerDriver):
     name = "podman"
     disk_quota = "a loop ext4 root per container with options.disk_quota: loop-rootfs (podman_rootfs.py)"
     # No runtime-select (the compat API ignores HostConfig.Runtime), no live-restore (nothing to
-    # restore: containers never depend on the service), no image-registry yet (the lab's
-    # registry would need a registries.conf of the lab's marking it insecure).
+    # restore: containers never depend on the service). A registry that is plain HTTP must be
+    # marked insecure in the service's registries.conf (podman trusts no address by default; the
+    # lab writes one for its loopback registry, cutover/lab/podman.py).
     capabilities = frozenset({"daemon", "exit-status", "daemonless", "pause", "restart-policy", "image-build", "logs",
-                              "image-run", "image-inspect", "image-transfer"})
+                              "image-run", "image-inspect", "image-transfer", "image-registry"})
 
     def __init__(self, target, host=None, timeout=30):
         super().__init__(target, host, timeout)

@@ -117,15 +117,28 @@ class Podman(Daemon):
             f'runroot = "{self.path("run")}"',
             ""])
 
+    def registries_conf(self):
+        """The lab's loopback registry, plain HTTP (podman, unlike dockerd, trusts no address
+        by default); no search registries, so nothing short-named is ever looked up outside."""
+        lines = ["# Written by 'cutover lab up'. It replaces the system's registries.conf.",
+                 "unqualified-search-registries = []", ""]
+        if self.lab.registry.address:
+            lines += ["[[registry]]", f'location = "{self.lab.registry.address}"', "insecure = true", ""]
+        return "\n".join(lines)
+
     def environment(self):
         return dict(os.environ, CONTAINERS_CONF=self.path("containers.conf"),
-                    CONTAINERS_STORAGE_CONF=self.path("storage.conf"), TMPDIR=self.path("tmp"))
+                    CONTAINERS_STORAGE_CONF=self.path("storage.conf"),
+                    CONTAINERS_REGISTRIES_CONF=self.path("registries.conf"),
+                    TMPDIR=self.path("tmp"))
 
     def prepare(self):
         for d in ("tmp", "cni", "no-cni-plugins"):
             os.makedirs(self.path(d), exist_ok=True)
         with open(self.path("containers.conf"), "w") as f:
             f.write(self.containers_conf())
+        with open(self.path("registries.conf"), "w") as f:
+            f.write(self.registries_conf())
         if not os.path.exists(self.path("storage.conf")):
             with open(self.path("storage.conf"), "w") as f:
                 f.write(self.storage_conf())
