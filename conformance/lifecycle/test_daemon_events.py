@@ -16,8 +16,16 @@ target's daemon commands, and then checks every container:
 
 Each record names every container x aspect in expected/observed, so a failure says which case
 broke. The events: daemon.stop + daemon.start (SIGTERM), daemon.kill + daemon.start (SIGKILL),
-daemon.containerd-kill (returns once containerd is back), daemon.upgrade (restart with a changed
-configuration; the scenario restores the usual one with daemon.stop + daemon.start afterwards).
+daemon.containerd-kill (SIGKILL of its containerd; daemon.start afterwards brings back one
+that nothing restarted), daemon.upgrade (restart with a changed configuration; the scenario
+restores the usual one with daemon.stop + daemon.start afterwards).
+
+An event that did not happen is an error, never a pass (a no-op command would leave every
+container as it was): the host must show a new daemon process on the endpoint after a
+restart and a helper process (containerd) gone after a containerd kill (daemonprocs.py), and
+an upgrade must change the daemon's configuration (its info, and the log options a new
+container gets) and the revert must bring it back. `exec` must give its expected output
+before the event too, so a runtime whose exec is broken cannot pass by being broken alike.
 A daemon that does not come back in DAEMON_BACK_S is an error of the target; the run goes on.
 """
 import concurrent.futures
@@ -29,6 +37,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from cutover.drivers.base import RuntimeFailure, Unsupported
+from conformance.lifecycle import daemonprocs
 from cutover.expect import AtLeast, Between, Equals
 from fixtures import daemonlock
 from fixtures.runtime import Containers
@@ -56,15 +65,22 @@ PROBE = ("while [ ! -s /tmp/marker ] || [ ! -s /data/$SLOT ]; do sleep 0.05; don
 @dataclass
 class Event:
     actions: tuple          # daemon actions, in order; OUTAGE_S between the first and the rest
-    revert: tuple = ()      # daemon actions that restore the usual configuration afterwards
+    revert: tuple = ()      # daemon actions that restore the usual state afterwards
+    proof: str = "restart"  # what shows it happened: daemonprocs.PROOFS
+    changes_config: bool = False    # the daemon must come back with another configuration
 
 
 EVENTS = {
     "daemon-stop": Event(("stop", "start")),
     "daemon-kill": Event(("kill", "start")),
-    "containerd-kill": Event(("containerd-kill",)),
-    "daemon-upgrade": Event(("upgrade",), revert=("stop", "start")),
+    # `start` afterwards: where nothing restarts a killed containerd, the daemon's own start
+    # brings it back, so that the scenario can clean up (a no-op where all runs already).
+    "containerd-kill": Event(("containerd-kill",), revert=("start",), proof="helper"),
+    "daemon-upgrade": Event(("upgrade",), revert=("stop", "start"), changes_config=True),
 }
+# What an "upgrade" must change, as the daemon reports it (plus a new container's log options).
+CONFIG_FACTS = ("runtime_version", "components", "oci_runtimes", "default_runtime", "storage_driver",
+                "cgroup_driver", "live_restore")
 
 
 @dataclass
@@ -78,6 +94,7 @@ class Case:
     tick_before: int = -1            # last tick logged just before the event
     tick_up: int = -1                # last tick logged once the daemon was back
     mounts_of: list = field(default_factory=list)
+    hostname: str = None
 
     @property
     def name(self):
@@ -132,6 +149,7 @@ class Scenario:
         self.volume = None
         self.outage = 0.0
         self.evidence = []          # (name, text) attached to both records
+        self.config_before = None
 
     # -- build the state ----------------------------------------------------------------------
     def build(self):
@@ -157,8 +175,23 @@ class Scenario:
             c.before = d.inspect(c.id)
             merged = ((c.before.raw.get("GraphDriver") or {}).get("Data") or {}).get("MergedDir")
             c.mounts_of = [c.id, merged]
+            c.hostname = (c.before.raw.get("Config") or {}).get("Hostname")
         log(f"built {len(self.cases)} containers on volume {self.volume}: " +
             ", ".join(f"{c.name}={c.id[:12]}:{c.before.status}:pid {c.before.pid}" for c in self.cases))
+
+    def exec_want(self, c, user):
+        """What PROBE must print: the user, both markers, the container's host name."""
+        return f"{user} {self.mark} {self.mark} {c.hostname}"
+
+    def configuration(self):
+        """The daemon's configuration as it reports it, and the log options of a new container
+        (log options are in no daemon info); an upgrade must change it."""
+        d = self.driver
+        facts = d.facts()
+        cfg = {k: facts.get(k) for k in CONFIG_FACTS}
+        fresh = self.pool.run(d, command=["true"], start=False)     # removed with the pool
+        cfg["a new container's log config"] = (d.inspect(fresh.id).raw.get("HostConfig") or {}).get("LogConfig")
+        return cfg
 
     def execs(self, c):
         out = {}
@@ -180,6 +213,11 @@ class Scenario:
     # -- the event --------------------------------------------------------------------------------
     def run_event(self):
         d, log = self.driver, self.log
+        if self.event.changes_config:
+            self.config_before = self.configuration()
+            log(f"configuration before: {self.config_before}")
+        procs = daemonprocs.snapshot(d)
+        log(f"before the event: {procs.text()}")
         for c in self.cases:
             c.logs_before = d.logs(c.id)
             c.tick_before = log_facts(c.logs_before)["last"]
@@ -196,12 +234,30 @@ class Scenario:
                                  f"{DAEMON_BACK_S}s after {self.event_name}")
         self.outage = time.monotonic() - t_down
         log(f"daemon answers again ({self.outage:.1f}s after the event began)")
+        self.confirm(procs)
         self.settle()
         for c in self.cases:
             try:
                 c.tick_up = log_facts(d.logs(c.id))["last"]
             except RuntimeFailure:
                 c.tick_up = -1
+
+    def did_not_happen(self, why):
+        return RuntimeFailure(f"{self.event_name} on target '{self.driver.target.name}': the event did not "
+                              f"happen: {why}; nothing was shown")
+
+    def confirm(self, before):
+        """The event happened, or an error: a no-op command must not pass every check."""
+        after = daemonprocs.snapshot(self.driver)
+        self.log(f"after the event: {after.text()}")
+        problem = daemonprocs.PROOFS[self.event.proof](before, after)
+        if problem:
+            raise self.did_not_happen(problem)
+        if self.event.changes_config:
+            now = self.configuration()
+            self.log(f"configuration after: {now}")
+            if now == self.config_before:
+                raise self.did_not_happen(f"the daemon came back with the configuration it had ({_changed_keys(now)})")
 
     def settle(self):
         """After a containerd restart dockerd reconnects on its own time: wait for one exec."""
@@ -254,7 +310,11 @@ class Scenario:
             if c.state in LIVE:
                 now = self.execs(c)
                 for user in ("root", "app"):
-                    exp_live[f"{c.name}: exec as {user}"] = c.execs[user]
+                    # Before too: an exec broken before and after is no survival.
+                    want = self.exec_want(c, user)
+                    exp_live[f"{c.name}: exec as {user} before the event"] = want
+                    obs_live[f"{c.name}: exec as {user} before the event"] = c.execs[user]
+                    exp_live[f"{c.name}: exec as {user}"] = want
                     obs_live[f"{c.name}: exec as {user}"] = now[user]
         time.sleep(AFTER_S)
         # A quarter of the ticks the outage lasted: a loaded host slows the ticker, not this.
@@ -338,22 +398,54 @@ class Scenario:
 
     # -- clean up ---------------------------------------------------------------------------
     def cleanup(self):
+        """Revert first (a containerd nothing restarted must be back to remove anything), then
+        remove what observe() left, then make sure an upgrade's configuration was undone."""
         d = self.driver
-        try:
-            self.pool.remove_all()
-        except Exception:
-            pass
-        if self.volume:
-            try:
-                d.remove_volume(self.volume)
-            except Exception:
-                pass
         for action in self.event.revert:
             self.log(f"revert: daemon.{action}")
             d.daemon(action)
         if self.event.revert and not d.wait_ready(DAEMON_BACK_S):
             raise RuntimeFailure(f"the daemon of target '{d.target.name}' did not answer within "
                                  f"{DAEMON_BACK_S}s after restoring its configuration")
+        self.remove_left()
+        if self.volume:
+            try:
+                d.remove_volume(self.volume)
+            except Exception:
+                pass
+        if self.config_before is not None:
+            now = self.configuration()
+            self.remove_left()
+            if now != self.config_before:
+                raise RuntimeFailure(f"target '{d.target.name}' still runs a changed configuration after "
+                                     f"daemon.{' + daemon.'.join(self.event.revert)}: "
+                                     f"{_changed_keys(now, self.config_before)}")
+
+    def remove_left(self):
+        """Remove the pool's containers, retrying while a containerd brought back by the revert
+        reconnects (no retries without a revert: a daemon that is gone stays gone)."""
+        left, self.pool.made[:] = list(self.pool.made), []
+        deadline = time.monotonic() + (SETTLE_S if self.event.revert else 0)
+        while left:
+            still = []
+            for drv, cid in left:
+                try:
+                    drv.remove(cid)
+                except Exception:
+                    still.append((drv, cid))
+            left = still
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        if left:
+            self.log(f"could not remove {len(left)} container(s); the leak check names them")
+        self.pool.made.extend(left)
+
+
+def _changed_keys(cfg, other=None):
+    if other is None:
+        return ", ".join(f"{k} {v}" for k, v in cfg.items() if k in ("default_runtime", "runtime_version"))
+    return "; ".join(f"{k}: {other.get(k)} before, {v} now" for k, v in cfg.items() if other.get(k) != v)
 
 
 def _short(ids):
