@@ -192,13 +192,16 @@ _IMAGES = [
        "After a release nothing of the old version or of what it wrote may remain."),
     _c("img.save-load", "A save/load round trip keeps the image ID", "image-release", "major",
        "images/distribution",
-       "Images moved between hosts as files must arrive as the same image."),
+       "Images moved between hosts as files must arrive as the same image (loaded where the "
+       "image was not: another daemon, or this one after its removal)."),
     _c("img.push-pull", "Push then pull on another daemon gives the same image ID and digest",
        "image-release", "critical", "images/distribution",
-       "The same image, pulled anywhere, must be the same image."),
-    _c("img.tamper-layer", "A layer blob tampered with in the registry makes the pull fail",
+       "The same image, pulled anywhere, must be the same image (a daemon that does not hold it)."),
+    _c("img.tamper-layer", "A layer blob tampered with in the registry never gives another image",
        "image-release", "critical", "images/distribution",
-       "Corrupted or tampered layers must be refused with a digest error, never run."),
+       "Corrupted or tampered layers must be refused with a digest error, never run: a layer "
+       "flipped in place, and one rewritten with its config and manifest under the tag (only a "
+       "site that pulls by digest can tell that one)."),
     _c("img.tamper-manifest", "A manifest tampered with in the registry never gives another image",
        "image-release", "major", "images/distribution",
        "A registry whose storage serves another image's manifest under a tag must not make "

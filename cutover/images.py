@@ -357,3 +357,91 @@ def flip_middle(data, n=16):
     for i in range(mid, min(mid + n, len(b))):
         b[i] ^= 0xFF
     return bytes(b)
+
+
+# -- a consistent rewrite: what an attacker who can write the registry's storage does ----------
+def _repo_dir(storage, repo):
+    return os.path.join(storage, "docker", "registry", "v2", "repositories", repo)
+
+
+def rewritten_layer(blob):
+    """A gzip'd layer tar with every regular file's content changed (the same paths and modes)."""
+    import gzip
+    src = tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob)))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src.getmembers():
+            if m.isreg():
+                data = b"rewritten in the registry: " + src.extractfile(m).read()
+                m.size = len(data)
+                dst.addfile(m, io.BytesIO(data))
+            else:
+                dst.addfile(m)
+    return out.getvalue(), gzip.compress(out.getvalue(), mtime=0)
+
+
+def rewrite_image(manifest_bytes, config_bytes, layer_blob, layer_digest):
+    """(manifest, config, layer) blobs of an image whose one layer is rewritten, and whose config
+    and manifest name the new layer: self-consistent, so every digest a client checks matches."""
+    tar, gz = rewritten_layer(layer_blob)
+    config = json.loads(config_bytes)
+    m = json.loads(manifest_bytes)
+    index = [l["digest"] for l in m["layers"]].index(layer_digest)
+    config["rootfs"]["diff_ids"][index] = sha256(tar)
+    new_config = json.dumps(config, separators=(",", ":")).encode()
+    m["config"].update(digest=sha256(new_config), size=len(new_config))
+    m["layers"][index].update(digest=sha256(gz), size=len(gz))
+    return json.dumps(m, indent=3).encode(), new_config, gz
+
+
+class Rewritten:
+    """Registry storage in which repo:tag names a rewritten image (new layer, config and manifest
+    blobs, linked into the repository, the tag's current link pointed at the new manifest), as
+    an attacker with write access to the storage would leave it; everything undone on exit."""
+
+    def __init__(self, storage, repo, tag, blobs):
+        self.storage, self.repo, self.tag = storage, repo, tag
+        self.blobs = blobs                       # [manifest, config, layer] bytes
+        self.made, self.old_link = [], None
+
+    def _write(self, path, data):
+        if os.path.exists(path):
+            return                               # a blob already there is the same bytes
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+        self.made.append(path)
+
+    def __enter__(self):
+        repo = _repo_dir(self.storage, self.repo)
+        manifest, config, layer = self.blobs
+        digests = [sha256(b) for b in self.blobs]
+        for data, d in zip(self.blobs, digests):
+            self._write(blob_path(self.storage, d), data)
+        for d in digests[1:]:
+            self._write(os.path.join(repo, "_layers", "sha256", d.split(":")[1], "link"), d.encode())
+        self._write(os.path.join(repo, "_manifests", "revisions", "sha256", digests[0].split(":")[1], "link"),
+                    digests[0].encode())
+        tag_dir = os.path.join(repo, "_manifests", "tags", self.tag)
+        self._write(os.path.join(tag_dir, "index", "sha256", digests[0].split(":")[1], "link"), digests[0].encode())
+        current = os.path.join(tag_dir, "current", "link")
+        try:
+            with open(current, "rb") as f:
+                self.old_link = f.read()
+        except OSError as e:
+            raise CutoverError(f"cannot read the registry's tag link {current}: {e.strerror}") from None
+        with open(current, "wb") as f:
+            f.write(digests[0].encode())
+        self.digest = digests[0]
+        return self
+
+    def __exit__(self, *exc):
+        if self.old_link is not None:
+            with open(os.path.join(_repo_dir(self.storage, self.repo), "_manifests", "tags", self.tag,
+                                   "current", "link"), "wb") as f:
+                f.write(self.old_link)
+        for path in reversed(self.made):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass

@@ -149,3 +149,61 @@ def test_bad_registry_key(reg, needle):
     with pytest.raises(CutoverError) as e:
         targets.parse({"targets": {"d": dict(BASE, registry=reg)}}, source="t.yaml")
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def _pushed_image():
+    """(manifest, config, layer) bytes of a one-layer image as a registry would store them."""
+    import gzip
+    tar = _layer([("payload", "file", b"the pushed payload\n", 0o644)])
+    gz = gzip.compress(tar, mtime=0)
+    config = json.dumps({"rootfs": {"type": "layers", "diff_ids": [images.sha256(tar)]},
+                         "config": {"Labels": {"cutover.run": "r"}}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": images.MANIFEST_V2,
+                           "config": {"digest": images.sha256(config), "size": len(config)},
+                           "layers": [{"digest": images.sha256(gz), "size": len(gz)}]}).encode()
+    return manifest, config, gz
+
+
+def test_rewrite_is_self_consistent_and_changes_the_files():
+    import gzip
+    manifest, config, gz = _pushed_image()
+    m2, c2, l2 = images.rewrite_image(manifest, config, gz, images.sha256(gz))
+    m, c = json.loads(m2), json.loads(c2)
+    # Every digest a client checks matches: layer blob, its diff ID, the config.
+    assert m["layers"][0] == {"digest": images.sha256(l2), "size": len(l2)}
+    assert m["config"] == {"digest": images.sha256(c2), "size": len(c2)}
+    assert c["rootfs"]["diff_ids"] == [images.sha256(gzip.decompress(l2))]
+    assert c["config"] == {"Labels": {"cutover.run": "r"}}          # the run's label stays: swept
+    # ... and it is another image with other files.
+    assert images.sha256(c2) != images.sha256(config)
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(l2))) as t:
+        assert t.extractfile("payload").read() == b"rewritten in the registry: the pushed payload\n"
+
+
+def test_rewritten_storage_points_the_tag_and_is_undone(tmp_path):
+    storage, repo, tag = str(tmp_path), "cutover-img/app", "t1"
+    repo_dir = tmp_path / "docker" / "registry" / "v2" / "repositories" / repo
+    current = repo_dir / "_manifests" / "tags" / tag / "current" / "link"
+    current.parent.mkdir(parents=True)
+    current.write_bytes(b"sha256:" + b"0" * 64)
+    blobs = images.rewrite_image(*_pushed_image()[:2], _pushed_image()[2], images.sha256(_pushed_image()[2]))
+    before = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    with images.Rewritten(storage, repo, tag, blobs) as rw:
+        assert current.read_bytes() == rw.digest.encode() == images.sha256(blobs[0]).encode()
+        for data in blobs:
+            assert open(images.blob_path(storage, images.sha256(data)), "rb").read() == data
+        for d in blobs[1:]:
+            assert (repo_dir / "_layers" / "sha256" / images.sha256(d)[7:] / "link").exists()
+        assert (repo_dir / "_manifests" / "revisions" / "sha256" / rw.digest[7:] / "link").exists()
+    assert current.read_bytes() == b"sha256:" + b"0" * 64
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == before
+
+
+def test_push_digest_from_the_aux_record_or_the_status_line():
+    from cutover.drivers import driver_for
+    d = driver_for(targets.parse({"targets": {"t": {"driver": "docker", "endpoint": "unix:///nonexistent.sock"}}})["t"])
+    digest = "sha256:" + "ab" * 32
+    for stream in ([{"status": "The push refers to repository [r/x]"}, {"aux": {"Tag": "1", "Digest": digest}}],
+                   [{"status": f"1: digest: {digest} size: 891"}]):        # podman 4.3's compatible API
+        d._client = type("C", (), {"api": type("A", (), {"push": lambda *a, _s=stream, **k: iter(_s)})()})()
+        assert d.push_image("r/x", "1") == digest
