@@ -141,3 +141,93 @@ class Dockerd(Daemon):
 
     def cleanup(self):
         umount_all_under(self.dir)
+
+
+class Containerd(Daemon):
+    """A containerd of the lab's own, run as a service of its own (as Debian's packaging runs
+    containerd beside dockerd), which nothing restarts when it dies: a site whose containerd
+    service has no restart policy. Only ExternalContainerdDockerd uses it."""
+    kind = "containerd"
+    writes_pidfile = False
+
+    @property
+    def socket(self):
+        return os.path.join(self.dir, "containerd.sock")
+
+    @property
+    def config_path(self):
+        return os.path.join(self.dir, "containerd.toml")
+
+    def config(self):
+        q = json.dumps      # a JSON string is a TOML basic string
+        return "\n".join([
+            "version = 2",
+            f"root = {q(os.path.join(self.dir, 'root'))}",
+            f"state = {q(os.path.join(self.dir, 'state'))}",
+            'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+            "[grpc]", f"  address = {q(self.socket)}",
+            "[debug]", '  address = ""',
+            "[metrics]", '  address = ""',
+            # Its default is /opt/containerd: the lab keeps everything under its own directory.
+            '[plugins."io.containerd.internal.v1.opt"]', f"  path = {q(os.path.join(self.dir, 'opt'))}",
+            ""])
+
+    def prepare(self):
+        with open(self.config_path, "w") as f:
+            f.write(self.config())
+        for sock in (self.socket, self.socket + ".ttrpc"):
+            if os.path.exists(sock):
+                os.unlink(sock)
+
+    def argv(self):
+        return ["containerd", "--config", self.config_path]
+
+    def ready(self):
+        import socket
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(1)
+        try:
+            s.connect(self.socket)
+            return True
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def cleanup(self):
+        umount_all_under(self.dir)
+
+
+class ExternalContainerdDockerd(Dockerd):
+    """A dockerd (live-restore) on an external containerd nothing restarts (`containerd` in
+    daemon.json): the lifecycle suite's negative control for a containerd kill. Not started by
+    `lab up` and in no targets file: `cutover lab start NAME` starts it (its containerd first),
+    and the lifecycle self-test writes its target from on_demand_targets()."""
+
+    def __init__(self, lab, name, containerd, serves=None):
+        super().__init__(lab, name, live_restore=True, serves=serves)
+        self.containerd = containerd
+
+    @property
+    def containerd_pidfile(self):
+        return self.containerd.pidfile
+
+    def config(self):
+        return dict(super().config(), containerd=self.containerd.socket)
+
+    def start(self, timeout=30):
+        # `daemon.start` after a containerd kill: the dockerd still runs, its containerd not.
+        self.containerd.start(timeout)
+        return super().start(timeout)
+
+    def daemon_commands(self):
+        me = self.lab.cutover_cmd()
+        # SIGKILL, returning once it is gone; nothing brings it back until daemon.start.
+        return dict(super().daemon_commands(),
+                    **{"containerd-kill": f"{me} lab signal {self.containerd.name} KILL"})
+
+    def on_demand_targets(self):
+        return Dockerd.targets(self)
+
+    def targets(self):
+        return {}       # in no targets file of `lab up` (see the class comment)

@@ -18,7 +18,7 @@ from cutover import looproot, probe_image
 from cutover.errors import CutoverError, RuntimeTimeout
 from cutover.lab import cgroups, proc
 from cutover.lab.daemon import mounts_under, say, umount_all_under
-from cutover.lab.dockerd import Dockerd
+from cutover.lab.dockerd import Containerd, Dockerd, ExternalContainerdDockerd
 from cutover.lab.btrfs import BtrfsDockerd
 from cutover.lab.lxcfs import Lxcfs
 from cutover.lab.lxc import LxcHost
@@ -84,6 +84,14 @@ class Lab:
             "docker-no-live-restore": {"control": True,
                                        "description": "a second dockerd 20.10 + runc without live-restore"},
         })
+        # Started on demand only (`lab start docker-extcd`, by the lifecycle self-test), never by
+        # up, and in no targets file: a dockerd whose containerd is a service of its own that
+        # nothing restarts (the negative control of a containerd kill). down stops them first.
+        self.extcd_containerd = Containerd(self, "docker-extcd-containerd")
+        self.docker_extcd = ExternalContainerdDockerd(self, "docker-extcd", self.extcd_containerd, serves={
+            "docker-extcd": {"control": True, "description": "dockerd 20.10 + runc, live-restore, on an "
+                             "external containerd that nothing restarts"}})
+        self.on_demand = [self.extcd_containerd, self.docker_extcd]
         # Order matters: up starts in this order, down stops in reverse.
         # The images suite's registry (loopback only); every docker target pushes to it.
         self.registry = Registry(self, "registry")
@@ -215,7 +223,7 @@ class Lab:
             return
         fd = self._lock()
         try:
-            for daemon in reversed(self.daemons):
+            for daemon in reversed(self.daemons + self.on_demand):
                 stopped = daemon.stop()
                 say(f"lab: {daemon.name:<12} {'stopped' if stopped else 'was not running'}")
             killed = cgroups.sweep(self.cgroup_name)
@@ -247,7 +255,7 @@ class Lab:
                 "loop_devices": looproot.devices_under(self.root, [self.root, self.loop_dir])}
 
     def daemon_named(self, name):
-        for d in self.daemons + self.fleet.inner_daemons():
+        for d in self.daemons + self.on_demand + self.fleet.inner_daemons():
             if d.name == name:
                 return d
         raise CutoverError(f"lab: no daemon named '{name}' (known: {', '.join(d.name for d in self.daemons)})")
