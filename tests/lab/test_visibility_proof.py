@@ -3,12 +3,19 @@
 One real run of the visibility suite against the lab's docker (no LXCFS) and docker-lxcfs
 targets, plus a deliberately wrong target made from the same daemon (host networking);
 each cell's outcome is pinned, so a change in a runtime's behaviour or in a check shows.
+A second, small run shows the lower bounds at work: a target whose /proc files say "no
+memory free, up for 0 s" (bind-mounted over the container's own) fails them.
 """
 import os
 
 import pytest
+import yaml
 
-from tests.conftest import load_results, outcomes
+from tests.conftest import cutover, load_results, outcomes
+from tests.lab import readme_findings
+
+README = os.path.join(os.path.dirname(__file__), "..", "..", "README.md")
+FINDINGS_LEAD = "Checks that do not both pass and fail on the two lab targets, and why:"
 
 A1, A2, A3 = "cpuset1-256m", "cfs0.5-512m", "cpuset2-1g"
 ALLOCS = (A1, A2, A3)
@@ -79,14 +86,64 @@ def test_wrong_target_fails(run, check_id):
 
 
 def test_every_check_discriminates_or_is_explained(run):
-    """A check must pass somewhere and fail somewhere, or be listed in the README with why."""
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    """A check must pass somewhere and fail somewhere, or the README's findings list ("What
+    the suites find on this machine") must name it and say why."""
+    with open(README) as f:
+        text = f.read()
     by_check = {}
     for r in run["results"]:
         by_check.setdefault(r["check"], set()).add(r["outcome"])
-    for check_id, seen in by_check.items():
-        if not {"pass", "fail"} <= seen:
-            assert f"`{check_id}`" in readme, f"{check_id} only ever {seen} and the README does not explain it"
+    flat = sorted(c for c, seen in by_check.items() if not {"pass", "fail"} <= seen)
+    assert flat, "every check discriminates: then say so in the README instead of this test"
+    missing = readme_findings.unexplained(text, FINDINGS_LEAD, flat)
+    assert not missing, f"{missing}: only ever {[by_check[c] for c in missing]}, and the README does not say why"
+
+
+def test_an_explanation_that_is_missing_is_noticed():
+    """The check above fails when a check's bullet is gone from the findings list."""
+    with open(README) as f:
+        text = f.read()
+    for cid in ("vis.sysinfo-memory", "vis.swaps"):
+        assert readme_findings.unexplained(text, FINDINGS_LEAD, [cid]) == []
+        assert readme_findings.unexplained(readme_findings.without_bullet(text, cid), FINDINGS_LEAD, [cid]) == [cid]
+
+
+# A /proc that says "nothing free, up for 0 s" for the 256 MiB allocation: MemTotal right, so
+# only the lower bounds can catch it.
+ZERO_MEMINFO = "MemTotal:         262144 kB\nMemFree:               0 kB\nMemAvailable:          0 kB\n" \
+               "Buffers:               0 kB\nCached:                0 kB\nSwapTotal:             0 kB\n" \
+               "SwapFree:              0 kB\n"
+
+
+@pytest.fixture(scope="module")
+def zero_run(lab, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("zero")
+    (tmp / "meminfo").write_text(ZERO_MEMINFO)
+    (tmp / "uptime").write_text("0.00 0.00\n")
+    with open(lab.targets_path) as f:
+        data = yaml.safe_load(f)
+    zero = dict(data["targets"]["docker"], control=True, description="deliberately wrong: /proc says 0",
+                options={"volumes": [f"{tmp}/meminfo:/proc/meminfo:ro", f"{tmp}/uptime:/proc/uptime:ro"]})
+    data["targets"] = {"docker-zero": zero}
+    data.pop("pairs", None)
+    tfile = tmp / "targets.yaml"
+    tfile.write_text(yaml.safe_dump(data))
+    out = str(tmp / "out")
+    res = cutover("run", "--targets", str(tfile), "--out", out, "--allocations", "cpuset1-256m:cpuset=0,mem=256m",
+                  "-k", "meminfo or proc_uptime", timeout=300)
+    assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
+    return load_results(out)
+
+
+def test_lower_bounds_fail_a_proc_that_says_zero(zero_run):
+    got = outcomes(zero_run)
+    assert got == {("vis.meminfo", "docker-zero", A1): "fail", ("vis.proc-uptime", "docker-zero", A1): "fail"}, got
+    mem = next(r for r in zero_run["results"] if r["check"] == "vis.meminfo")
+    assert "MemFree: expected 131072..262144 kB, observed 0" in mem["message"], mem["message"]
+    assert "MemAvailable: expected" in mem["message"] and "MemTotal" not in mem["message"], mem["message"]
+    up = next(r for r in zero_run["results"] if r["check"] == "vis.proc-uptime")
+    assert up["observed"]["uptime s"] == 0 and up["expected"]["uptime s"].split("..")[0] not in ("0", "0.0"), up
+    assert zero_run["run"]["complete"] is True and zero_run["run"]["leaks"] == []
 
 
 def test_failures_say_expected_observed_where(run):
