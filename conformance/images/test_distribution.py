@@ -30,7 +30,10 @@ def _shared(scenario, obs):
 def test_save_load(image_scenario, check):
     sl = image_scenario.save_load()
     check.attach("load said", "\n".join(sl["said"]))
-    check.attach("image", f"built {sl['built']}\nsaved {sl['ref']} = {sl['saved']}\nloaded {sl['id']} {sl['tags']}")
+    check.attach("image", f"built {sl['built']}\nsaved {sl['ref']} = {sl['saved']}\n"
+                          f"absent from {sl['into']} before the load: {sl['absent_before_load']}"
+                          + (" (removed from it after the save)" if sl["same_daemon"] else "")
+                          + f"\nloaded {sl['id']} {sl['tags']}")
     check.note(f"saved on {sl['by']}, loaded into {sl['into']}{_shared(image_scenario, sl)}"
                + (" (the same daemon, the image removed from it between save and load: no other daemon)"
                   if sl["same_daemon"] else ""))

@@ -206,3 +206,24 @@ def test_flipped_layer_refused_everywhere(run):
         if r["check"] == "img.tamper-layer":
             assert r["observed"]["pull"] == "refused" and r["observed"]["refusal names the digest"] is True, r
             assert r["observed"]["image present after"] is False, r
+
+
+def test_one_daemon_alone(lab, tmp_path):
+    """A targets file with one daemon: save/load loads into it after removing the image (and
+    says so), push/pull is unsupported (a pull back into the pusher proves nothing)."""
+    with open(lab.targets_path) as f:
+        data = yaml.safe_load(f)
+    data["targets"] = {"docker": data["targets"]["docker"]}
+    data.pop("pairs", None)
+    tfile = tmp_path / "targets.yaml"
+    tfile.write_text(yaml.safe_dump(data))
+    out = str(tmp_path / "out")
+    res = cutover("run", "--targets", str(tfile), "--out", out, "-k", "save_load or push_pull", timeout=300)
+    # Exit 1: an unsupported check is not a pass.
+    assert res.returncode == 1, f"{res.stdout[-2000:]}\n{res.stderr[-1000:]}"
+    recs = {r["check"]: r for r in load_results(out)["results"]}
+    assert recs["img.save-load"]["outcome"] == "pass", recs["img.save-load"]
+    image = next(e["text"] for e in recs["img.save-load"]["evidence"] if e["name"] == "image")
+    assert "absent from docker before the load: True (removed from it after the save)" in image, image
+    assert recs["img.push-pull"]["outcome"] == "unsupported", recs["img.push-pull"]
+    assert "no second daemon" in recs["img.push-pull"]["message"], recs["img.push-pull"]["message"]
