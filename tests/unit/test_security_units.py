@@ -151,3 +151,27 @@ def test_loop_root_of_a_container_already_gone_is_found_by_its_record(monkeypatc
     assert podman_rootfs.root_of(d, "c1") == image
     assert podman_rootfs.root_of(d, "c2") is None
     assert list(looproot.records(str(tmp_path))) == [image]
+
+
+def test_declared_capabilities_are_the_vocabulary_and_in_the_readme():
+    """Every capability a driver declares (and a check requires) is in base.CAPABILITIES, and
+    each has a row in the README's "What each driver supports" table."""
+    import os
+    import re
+    from cutover.drivers.base import CAPABILITIES
+    from cutover.drivers.docker import DockerDriver
+    from cutover.drivers.lxc import LxcDriver
+    from cutover.drivers.podman import PodmanDriver
+    for cls in (DockerDriver, PodmanDriver, LxcDriver):
+        assert cls.capabilities <= set(CAPABILITIES), (cls.name, cls.capabilities - set(CAPABILITIES))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    required = set()
+    for dirpath, _, files in os.walk(os.path.join(root, "conformance")):
+        for f in files:
+            if f.endswith(".py"):
+                required |= set(re.findall(r'require\("([a-z-]+)"', open(os.path.join(dirpath, f)).read()))
+    assert required <= set(CAPABILITIES), required - set(CAPABILITIES)
+    readme = open(os.path.join(root, "README.md")).read()
+    table = readme[readme.index("### What each driver supports"):readme.index("### Security isolation")]
+    rows = " ".join(l.split("|")[1] for l in table.splitlines() if l.startswith("| `"))
+    assert {c for c in CAPABILITIES if f"`{c}`" not in rows} == set()
