@@ -27,6 +27,29 @@ def cutover(*args, lab=None, timeout=600, check=False):
     return res
 
 
+def subset_targets(lab, path, targets):
+    """Write a targets file at `path` holding `targets` ({name: entry}) and the lab's other keys.
+
+    The lab's `pairs:` name lab targets a subset may leave out, and a targets file whose pair
+    names a missing target is bad input: a subset keeps only the pairs it can still express."""
+    import yaml
+    with open(lab.targets_path) as f:
+        data = yaml.safe_load(f)
+    data["targets"] = targets
+    data["pairs"] = [p for p in data.get("pairs") or [] if all(n in targets for n in p)]
+    if not data["pairs"]:
+        data.pop("pairs")
+    with open(path, "w") as f:
+        yaml.safe_dump(data, f, sort_keys=False)
+    return str(path)
+
+
+def lab_targets(lab):
+    import yaml
+    with open(lab.targets_path) as f:
+        return yaml.safe_load(f)["targets"]
+
+
 def load_results(out):
     with open(os.path.join(out, "results.json")) as f:
         return json.load(f)
@@ -57,18 +80,14 @@ def visibility_run(lab, tmp_path_factory):
     target made from the same daemon (containers on the host's network namespace).
     Returns the run folder.
     """
-    import yaml
     tmp = tmp_path_factory.mktemp("vis")
-    with open(lab.targets_path) as f:
-        data = yaml.safe_load(f)
-    wrong = dict(data["targets"]["docker"], options={"network": "host"},
+    ts = lab_targets(lab)
+    wrong = dict(ts["docker"], options={"network": "host"},
                  description="deliberately wrong: host network namespace")
-    data["targets"] = {"docker": data["targets"]["docker"], "docker-lxcfs": data["targets"]["docker-lxcfs"],
-                       "docker-hostnet": wrong}
-    tfile = tmp / "targets.yaml"
-    tfile.write_text(yaml.safe_dump(data))
+    tfile = subset_targets(lab, tmp / "targets.yaml",
+                           {"docker": ts["docker"], "docker-lxcfs": ts["docker-lxcfs"], "docker-hostnet": wrong})
     out = str(tmp / "out")
-    res = cutover("run", "--targets", str(tfile), "--out", out, "-n", "2", "-k", "visibility or loadavg",
+    res = cutover("run", "--targets", tfile, "--out", out, "-n", "2", "-k", "visibility or loadavg",
                   timeout=300)
     assert res.returncode == 1, f"expected exit 1 (some checks fail), got {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
     return out

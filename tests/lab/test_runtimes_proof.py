@@ -5,9 +5,8 @@ runtime's, so on this machine crun (under dockerd) and podman give exactly the o
 gives, cell for cell; the self-test pins that, so a runtime that starts to differ shows.
 """
 import pytest
-import yaml
 
-from tests.conftest import cutover, load_results, outcomes
+from tests.conftest import cutover, lab_targets, load_results, outcomes, subset_targets
 
 # candidate -> the runc target it must match
 PAIRS = {"docker-crun": "docker", "docker-crun-lxcfs": "docker-lxcfs",
@@ -21,14 +20,10 @@ SCENARIOS = {"vis.loadavg", "vis.uptime-load"}
 @pytest.fixture(scope="module")
 def run(lab, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rt")
-    with open(lab.targets_path) as f:
-        data = yaml.safe_load(f)
-    names = sorted(set(PAIRS) | set(PAIRS.values()))
-    data["targets"] = {n: data["targets"][n] for n in names}
-    tfile = tmp / "targets.yaml"
-    tfile.write_text(yaml.safe_dump(data))
+    ts = lab_targets(lab)
+    tfile = subset_targets(lab, tmp / "targets.yaml", {n: ts[n] for n in sorted(set(PAIRS) | set(PAIRS.values()))})
     out = str(tmp / "out")
-    res = cutover("run", "--targets", str(tfile), "--out", out, "-n", "2", "-k", "visibility or loadavg",
+    res = cutover("run", "--targets", tfile, "--out", out, "-n", "2", "-k", "visibility or loadavg",
                   timeout=900)
     assert res.returncode == 1, f"expected exit 1 (plain docker fails), got {res.returncode}:\n" \
                                 f"{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
