@@ -194,9 +194,15 @@ def _require_space(out):
 
 
 def _run_forwarding_signals(argv, env):
-    """Run pytest; a SIGTERM/SIGINT to us goes to it, so it can write partial results."""
+    """Run pytest; a SIGTERM/SIGINT to us goes to it, so it can write partial results.
+
+    pytest runs in a process group of its own, so that it gets each signal once, from us: a
+    Ctrl-C in a terminal (or a kill of our group) would otherwise reach it twice, directly and
+    forwarded, and the second KeyboardInterrupt would kill it in the middle of writing its
+    partial results (seen: exit -2, a results.json saying exitstatus 0).
+    """
     import signal
-    child = subprocess.Popen(argv, cwd=REPO, env=env)
+    child = subprocess.Popen(argv, cwd=REPO, env=env, process_group=0)
 
     def forward(signum, frame):
         if child.poll() is None:
