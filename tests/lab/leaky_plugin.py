@@ -1,17 +1,31 @@
-"""A deliberately leaky pytest plugin for the leak-check self-test (loaded with -p).
+"""A leak for the leak-check self-test (loaded with -p): one real check's container stays.
 
-It creates one labelled container for the run and never removes it, as a buggy check would.
+For the one test whose node id is $CUTOVER_LEAK_NODEID, the Docker driver's remove() does
+nothing for the containers that test made (their `cutover.test` label, which the harness's
+own `containers` fixture sets, is that node id): the container is left behind exactly as a
+buggy teardown would leave it. Everything else is removed as usual, so the leak check must
+name that test -- and only it.
 """
 import os
 
-import docker
+import pytest
+
+from cutover.drivers.docker import DockerDriver
 
 
-def pytest_sessionstart(session):
-    ctx = getattr(session.config, "cutover", None)
-    if ctx is None or hasattr(session.config, "workerinput"):
-        return
-    t = ctx.targets[os.environ["CUTOVER_LEAK_TARGET"]]
-    c = docker.DockerClient(base_url=t.endpoint, timeout=30)
-    c.containers.run(t.image, ["sleep", "600"], detach=True,
-                     labels=dict(ctx.labels, **{"cutover.test": "leaky-plugin"}))
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    if item.nodeid != os.environ.get("CUTOVER_LEAK_NODEID"):
+        return (yield)
+    real = DockerDriver.remove
+
+    def remove(self, cid, force=True):
+        labels = self.inspect(cid).raw.get("Config", {}).get("Labels") or {}
+        if labels.get("cutover.test") == item.nodeid:
+            return None                   # the bug: this test's containers are never removed
+        return real(self, cid, force)
+    DockerDriver.remove = remove
+    try:
+        return (yield)
+    finally:
+        DockerDriver.remove = real
