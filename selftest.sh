@@ -5,7 +5,7 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 ./setup.sh || exit 2
-.venv/bin/python -m pytest tests -p no:cacheprovider "$@"
+.venv/bin/python -m pytest tests -p no:cacheprovider --durations=40 "$@"
 rc=$?
 if [ $rc = 5 ]; then
   echo "selftest: pytest collected no tests: that is a failure, not a pass" >&2

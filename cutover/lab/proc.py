@@ -88,3 +88,35 @@ def terminate(pid, marker, grace=20.0):
 
 def run(argv, timeout=60, check=True):
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def net_namespace(pid):
+    """The network namespace of pid ('net:[4026...]'), or None once it is gone."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def kill_in_net_namespace(ns, timeout=10.0):
+    """SIGKILL every process still in network namespace ns, until none is left.
+
+    Only for a namespace the lab made itself (a simulated host's): everything in it is the
+    lab's, e.g. the sshd session of a connection whose client went away without a word, which
+    would otherwise keep the namespace alive for ever. Returns how many were killed."""
+    killed, seen = 0, set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [int(p) for p in os.listdir("/proc") if p.isdigit() and alive(int(p)) and net_namespace(p) == ns]
+        if not left:
+            break
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                if pid not in seen:
+                    seen.add(pid)
+                    killed += 1
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
+    return killed

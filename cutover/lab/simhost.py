@@ -33,6 +33,7 @@ import subprocess
 from cutover import probe_image
 from cutover.errors import CutoverError
 from cutover.results import write_text_atomic
+from cutover.lab import proc
 from cutover.lab.daemon import Daemon, load_state, say
 from cutover.lab.dockerd import Dockerd
 from cutover.lab.lxcfs import Lxcfs
@@ -350,9 +351,17 @@ class SimHost:
             _run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.fleet.inventory_control_path}", "-O", "exit",
                   self.address],
                  timeout=10, check=False)
+        holder = self.holder.pid()
+        ns = proc.net_namespace(holder) if holder else None
         stopped = False
         for d in reversed(self.parts):
             stopped = d.stop(grace) or stopped
+        # What the parts leave in the host: sshd sessions of clients gone silent (a host whose
+        # link went down mid-run), shims still winding down. The namespace is the lab's own.
+        if ns and ns != proc.net_namespace("self"):
+            left = proc.kill_in_net_namespace(ns)
+            if left:
+                say(f"lab: {self.name:<12} killed {left} leftover process(es) in its namespaces")
         _run(["ip", "link", "del", self.veth], check=False)
         return stopped
 
