@@ -368,11 +368,16 @@ def members(namespaces):
 
 
 def still_running(procs):
-    left = set()
+    """{pid: 'cmdline [net:[..] mnt:[..] uts:[..]]'} of those still alive, to say what was left."""
+    from cutover.lab import proc
+    left = {}
     for pid, start in procs:
         try:
-            if _starttime(pid) == start:
-                left.add(pid)
+            # A zombie has exited and left its namespaces; PID 1 here reaps orphans slowly.
+            if _starttime(pid) == start and proc.alive(pid):
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:120]
+                left[pid] = cmd + " [" + " ".join(os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("net", "mnt", "uts")) + "]"
         except OSError:
             pass
     return left
@@ -386,7 +391,7 @@ def machine_namespaces():
 def assert_gone(root, inside):
     after = traces(root)
     assert not any(after.values()), after
-    assert still_running(inside) == set()
+    assert still_running(inside) == {}
 
 
 def test_hosts_0_then_lab_down_leave_no_trace(fleet):
