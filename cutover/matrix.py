@@ -57,13 +57,100 @@ def markdown(*paths):
     return "\n".join(lines) + "\n"
 
 
+def parse_markdown(text):
+    """{(check, target): cell} of a table markdown() wrote (the README's, between its markers)."""
+    rows = [[c.strip().strip("`") for c in l.strip().strip("|").split("|")]
+            for l in text.splitlines() if l.startswith("| ")]
+    if not rows:
+        return {}
+    targets = rows[0][1:]
+    return {(r[0], t): c for r in rows[1:] for t, c in zip(targets, r[1:]) if c}
+
+
+# -- pins: the expected cell of every (check, target), which the self-tests hold a run to -----
+#
+# One line per cell, `CHECK TARGET = CELL`, e.g. `dq.write-limit docker = F F`. A cell that
+# really goes either way on this machine lists every outcome it may have and says why:
+# `dq.write-limit docker-btrfs = P P | F F  # btrfs qgroups ...`. Lines are written from a
+# run by `python -m cutover.matrix --pins RUN...` (bench/readme_matrix.sh does it), which keeps
+# the alternatives and reasons of the pins it replaces when the run saw one of them.
+
+def parse_pins(text, source="pins"):
+    """{(check, target): ([allowed cells], reason)}; a malformed line is a CutoverError."""
+    from cutover.errors import CutoverError
+    pins = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        body, _, reason = line.partition("#")
+        if not body.strip():
+            continue
+        left, eq, right = body.partition("=")
+        key = tuple(left.split())
+        cells = [" ".join(c.split()) for c in right.split("|")]
+        if not eq or len(key) != 2 or not all(cells) or any(set(c.split()) - set(LETTER.values()) for c in cells):
+            raise CutoverError(f"{source}:{n}: expected 'CHECK TARGET = CELL [| CELL...] [# why]', got {line.strip()!r}")
+        if key in pins:
+            raise CutoverError(f"{source}:{n}: {key[0]} on {key[1]} pinned twice")
+        pins[key] = (cells, reason.strip())
+    return pins
+
+
+def pins_text(data, old=None):
+    """The pins of a run's cells (see above), keeping `old`'s alternatives that the run matched."""
+    old = old or {}
+    _checks, _targets, text = build(data)
+    lines = []
+    for key in sorted(text):
+        cells, reason = old.get(key, ([], ""))
+        if text[key] not in cells:
+            cells, reason = [text[key]], ""
+        lines.append(f"{key[0]} {key[1]} = {' | '.join(cells)}" + (f"  # {reason}" if reason else ""))
+    return "\n".join(lines) + "\n"
+
+
+def departures(pins, data):
+    """Where a run departs from the pins: [(check, target, allowed cells, seen cell)], seen None
+    for a pinned cell the run did not have, allowed None for a cell that has no pin."""
+    _checks, _targets, text = build(data)
+    out = []
+    for key in sorted(set(pins) | set(text)):
+        allowed = pins[key][0] if key in pins else None
+        seen = text.get(key)
+        if allowed is None or seen not in allowed:
+            out.append((key[0], key[1], allowed, seen))
+    return out
+
+
+PINS_HEADER = """# The expected outcome of every cell of the README matrix: every check on every lab target.
+# tests/lab/test_matrix_pinned.py holds a fresh run of every suite to it. Regenerate with
+# bench/readme_matrix.sh (which writes the README matrix from the same run) and review the diff:
+# a changed line is a runtime or a check that changed. `P P | F F  # why` allows either.
+"""
+
+
 def main(argv=None):
     import sys
     args = sys.argv[1:] if argv is None else argv
-    if not args:
-        print("usage: python -m cutover.matrix RUN [RUN...]  (later runs override earlier ones)", file=sys.stderr)
+    pins = args[:1] == ["--pins"]
+    if pins:
+        args = args[1:]
+    if not args or (pins and len(args) < 2):
+        print("usage: python -m cutover.matrix RUN [RUN...]           (README table; later runs override)\n"
+              "       python -m cutover.matrix --pins PINS RUN [RUN...]  (rewrite PINS from the runs)", file=sys.stderr)
         return 2
-    print(markdown(*args), end="")
+    if not pins:
+        print(markdown(*args), end="")
+        return 0
+    import os
+    from cutover.errors import CutoverError
+    from cutover.results import write_text_atomic
+    path, runs = args[0], args[1:]
+    try:
+        old = parse_pins(open(path).read(), path) if os.path.exists(path) else {}
+    except CutoverError as e:
+        print(f"cutover.matrix: {e}", file=sys.stderr)
+        return 2
+    write_text_atomic(path, PINS_HEADER + pins_text(merged(runs), old))
+    print(f"{path}: pins written from {' + '.join(runs)}", file=sys.stderr)
     return 0
 
 

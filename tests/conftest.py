@@ -91,3 +91,34 @@ def visibility_run(lab, tmp_path_factory):
                   timeout=300)
     assert res.returncode == 1, f"expected exit 1 (some checks fail), got {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
     return out
+
+
+@pytest.fixture(scope="session")
+def matrix_run(lab, tmp_path_factory):
+    """One real run of every suite on every lab target (controls included, -n 2), as
+    bench/readme_matrix.sh makes the README matrix, shared by the proofs that only read the
+    lab's own targets: the matrix pins, the runtimes' side-by-side, the schedule proof (whose
+    probe plugin logs where and when each test ran) and the lifecycle proof's -n 2 half.
+    Returns {"dir", "data", "schedule"}."""
+    from tests.lab import schedprobe
+    tmp = tmp_path_factory.mktemp("matrix")
+    out, log = str(tmp / "out"), str(tmp / "schedule.jsonl")
+    os.environ["CUTOVER_SCHEDULE_LOG"] = log
+    try:
+        res = cutover("run", "--out", out, "-n", "2", "-p", "tests.lab.schedprobe", timeout=1800)
+    finally:
+        del os.environ["CUTOVER_SCHEDULE_LOG"]
+    # Plain docker fails visibility, so a complete run exits 1; anything else is no matrix.
+    assert res.returncode == 1, f"expected exit 1, got {res.returncode}:\n{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
+    data = load_results(out)
+    assert data["run"]["complete"] is True and data["run"]["leaks"] == [], data["run"]
+    return {"dir": out, "data": data, "schedule": schedprobe.read(log)}
+
+
+def restrict(data, keep):
+    """A run's records (and the run's list of collected keys) for which keep(record) holds:
+    the part of the session's matrix run a proof reads as if it had made that run itself."""
+    results = [r for r in data["results"] if keep(r)]
+    mine = {f"{r['check']}|{r['target']}|{r['allocation'] or '-'}" for r in results}
+    run = dict(data["run"], collected=[k for k in data["run"].get("collected", []) if k in mine])
+    return dict(data, run=run, results=results)

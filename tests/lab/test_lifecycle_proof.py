@@ -2,8 +2,9 @@
 
 Main runs: the visibility, load and lifecycle suites against docker (live-restore),
 docker-lxcfs (the same dockerd) and docker-no-live-restore, once without xdist and once with
-two workers, so that read-only probes share each daemon (and the lxcfs) with the disruptive
-checks that restart it. Every deterministic cell is pinned (the visibility cells to the
+two workers (that half is read from the session's run of every suite on every lab target), so
+that read-only probes share each daemon (and the lxcfs) with the disruptive checks that
+restart it. Every deterministic cell is pinned (the visibility cells to the
 visibility proof's table) and both runs must agree on them. docker-lxcfs's daemon events are
 left out: they are docker's scenarios again, on the same dockerd (CI time).
 
@@ -22,7 +23,7 @@ import warnings
 import pytest
 import yaml
 
-from tests.conftest import cutover, load_results, outcomes
+from tests.conftest import cutover, load_results, outcomes, restrict
 from tests.lab import readme_findings
 from tests.lab.test_visibility_proof import EXPECTED as VIS_EXPECTED
 
@@ -88,18 +89,24 @@ def _record(run, check, target):
     return next(r for r in run["results"] if r["check"] == check and r["target"] == target)
 
 
+def _selected(r):
+    """What SELECT picks, in a run of every suite on every target."""
+    return (r["target"] in MAIN and r["check"].startswith(("vis.", "life."))
+            and not (r["target"] == LX and "/test_daemon_events.py::" in r["nodeid"]))
+
+
 @pytest.fixture(scope="module")
-def runs(lab, tmp_path_factory):
+def runs(lab, matrix_run, tmp_path_factory):
+    """-n 0: a run of its own; -n 2: the part of the session's matrix run (every suite on every
+    lab target, two workers) that SELECT names, where the other targets' checks disrupt the
+    same dockerd and lxcfs too."""
     tmp = tmp_path_factory.mktemp("life")
     tfile = _targets_file(lab, tmp / "targets.yaml", lambda ts: {t: ts[t] for t in MAIN})
-    out = {}
-    for n in ("0", "2"):
-        d = str(tmp / f"n{n}")
-        res = cutover("run", "--targets", tfile, "--out", d, "-n", n, "-k", SELECT, timeout=1200)
-        assert res.returncode == 1, f"-n {n}: expected exit 1 (some checks fail), got {res.returncode}:\n" \
-                                    f"{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
-        out[n] = load_results(d)
-    return out
+    d = str(tmp / "n0")
+    res = cutover("run", "--targets", tfile, "--out", d, "-n", "0", "-k", SELECT, timeout=1200)
+    assert res.returncode == 1, f"-n 0: expected exit 1 (some checks fail), got {res.returncode}:\n" \
+                                f"{res.stdout[-3000:]}\n{res.stderr[-2000:]}"
+    return {"0": load_results(d), "2": restrict(matrix_run["data"], _selected)}
 
 
 def test_runs_complete_and_clean(runs):
