@@ -118,7 +118,8 @@ def matrix_run(lab, tmp_path_factory):
 def restrict(data, keep):
     """A run's records (and the run's list of collected keys) for which keep(record) holds:
     the part of the session's matrix run a proof reads as if it had made that run itself."""
+    from cutover.results import record_key
     results = [r for r in data["results"] if keep(r)]
-    mine = {f"{r['check']}|{r['target']}|{r['allocation'] or '-'}" for r in results}
+    mine = {record_key(r) for r in results}
     run = dict(data["run"], collected=[k for k in data["run"].get("collected", []) if k in mine])
     return dict(data, run=run, results=results)

@@ -361,7 +361,7 @@ class SimHost:
         if ns and ns != proc.net_namespace("self"):
             left = proc.kill_in_net_namespace(ns)
             if left:
-                say(f"lab: {self.name:<12} killed {left} leftover process(es) in its namespaces")
+                say(f"lab: {self.name:<12} killed {left} leftover process(es) in its network namespace")
         _run(["ip", "link", "del", self.veth], check=False)
         return stopped
 
