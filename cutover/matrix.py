@@ -129,29 +129,33 @@ PINS_HEADER = """# The expected outcome of every cell of the README matrix: ever
 
 def main(argv=None):
     import sys
+    from cutover.errors import CutoverError
     args = sys.argv[1:] if argv is None else argv
     pins = args[:1] == ["--pins"]
     if pins:
         args = args[1:]
-    if not args or (pins and len(args) < 2):
+    if not args or (pins and len(args) < 2) or any(a in ("-h", "--help") for a in args):
         print("usage: python -m cutover.matrix RUN [RUN...]           (README table; later runs override)\n"
               "       python -m cutover.matrix --pins PINS RUN [RUN...]  (rewrite PINS from the runs)", file=sys.stderr)
         return 2
-    if not pins:
-        print(markdown(*args), end="")
-        return 0
-    import os
-    from cutover.errors import CutoverError
-    from cutover.results import write_text_atomic
-    path, runs = args[0], args[1:]
     try:
-        old = parse_pins(open(path).read(), path) if os.path.exists(path) else {}
+        if not pins:
+            print(markdown(*args), end="")
+            return 0
+        _write_pins(args[0], args[1:])
     except CutoverError as e:
         print(f"cutover.matrix: {e}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _write_pins(path, runs):
+    import os
+    import sys
+    from cutover.results import write_text_atomic
+    old = parse_pins(open(path).read(), path) if os.path.exists(path) else {}
     write_text_atomic(path, PINS_HEADER + pins_text(merged(runs), old))
     print(f"{path}: pins written from {' + '.join(runs)}", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

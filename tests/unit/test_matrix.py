@@ -80,3 +80,11 @@ def test_readme_matrix_is_what_the_pins_allow():
     assert set(table) == set(pins), sorted(set(table) ^ set(pins))[:20]
     wrong = {k: (c, pins[k][0]) for k, c in table.items() if c not in pins[k][0]}
     assert not wrong, wrong
+
+
+def test_cli_bad_input_is_one_line(tmp_path, capsys):
+    assert matrix.main(["--help"]) == 2
+    assert matrix.main([str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "usage:" in err and f"{tmp_path / 'missing'}: no such results file" in err
+    assert "Traceback" not in err
