@@ -347,6 +347,7 @@ class Lab:
             yaml.safe_dump(data, f, sort_keys=False)
         os.replace(tmp, self.targets_path)
         self.releases.write_role_targets(data["targets"])
+        self.fleet.write_role_targets(data["targets"])
 
     def targets(self):
         from cutover import targets

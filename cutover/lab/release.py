@@ -178,7 +178,7 @@ exec -a "cutover-release:$L" sleep infinity
 # machine's / as its mount namespace's root, and `exec` into it lands there).
 HOLDER_ROOT = r"""
 set -e
-R=$1; L=$2; RUN=$3; READY=$4
+R=$1; L=$2; RUN=$3; READY=$4; SHARED=${5:-}
 mkdir -p "$R$L" "$R/.cutover-old"
 mount --bind "$R" "$R"
 mount -o remount,bind,ro "$R"
@@ -189,6 +189,9 @@ mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 mount --bind "$RUN" "$R/run"
 mkdir -p "$R$L"
 mount --bind "$L" "$R$L"
+# A shared directory under the lab (a simulated host's lxcfs mount point): a peer of it, so
+# what is mounted there later (lxcfs, also after a restart) is seen in the root too.
+[ -z "$SHARED" ] || mount --bind "$SHARED" "$R$SHARED"
 cd "$R"
 pivot_root . .cutover-old
 umount -l /.cutover-old
@@ -407,6 +410,24 @@ class ReleaseDockerd(InNamespace, Dockerd):
         return dict(super().status(), release=self.release)
 
 
+def write_roles_file(path, release, roles, targets, top):
+    """A targets file of one release's stack under role names ({role: lab target}), so that
+    runs of two releases' files compare check by check (cutover gate --baseline, diff). Not
+    written while a role's target is missing."""
+    if not all(src in targets for src in roles.values()):
+        return False
+    data = dict(top, targets={role: dict(targets[src], description=f"[{release}] " + targets[src].get("description", ""))
+                              for role, src in roles.items()})
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(f"# Written by 'cutover lab up'. Debian {release}'s stack under the role names "
+                f"shared by every release's file (compare runs with cutover gate --baseline / diff).\n")
+        yaml.safe_dump(data, f, sort_keys=False)
+    os.replace(tmp, path)
+    return True
+
+
 class Releases:
     """Which releases the lab runs (`lab up --release R`), kept in <lab>/releases/state.json."""
 
@@ -469,19 +490,9 @@ class Releases:
         if self.release:
             files[self.release] = {"docker": f"docker-{self.release}",
                                    "docker-lxcfs": f"docker-{self.release}-lxcfs"}
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
         for release, roles in files.items():
-            if not all(src in targets for src in roles.values()):
-                continue
-            data = {"lab": self.lab.root, "targets": {role: dict(targets[src], description=
-                    f"[{release}] " + targets[src].get("description", "")) for role, src in roles.items()}}
-            path = os.path.join(self.dir, f"{release}.yaml")
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                f.write(f"# Written by 'cutover lab up'. Debian {release}'s stack under the role names "
-                        f"shared by every release's file (compare runs with cutover gate --baseline / diff).\n")
-                yaml.safe_dump(data, f, sort_keys=False)
-            os.replace(tmp, path)
+            write_roles_file(os.path.join(self.dir, f"{release}.yaml"), release, roles, targets,
+                             {"lab": self.lab.root})
 
     def status(self):
         return {"release": self.release, "cache": rootfs_dir(self.release) if self.release else None}

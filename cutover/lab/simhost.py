@@ -21,6 +21,14 @@ Variants (`--host-variant 2:lxcfs-default`) make hosts differ the way real fleet
   no-lxcfs         no lxcfs on the host (and no hN-docker-lxcfs target)
   lxcfs-default    lxcfs with Debian's default options (no -l, no --enable-cfs)
   ansible          the host's targets reach it through the inventory (ansible://hN)
+  trixie           the host runs Debian 13's dockerd, containerd and runc: the cached root of
+                   `lab up --release trixie` (cutover/lab/release.py) as the root of a mount
+                   namespace inside the host's (pivot_root); its sshd and lxcfs stay the
+                   machine's (trixie's lxcfs cannot serve here, see release.ReleaseLxcfs)
+
+The lab writes <lab>/fleet/releases/<release>.yaml for each release its hosts run (bookworm: the
+first host without a release variant), the release's host under the role names docker and
+docker-lxcfs, so that a run on each can be held to the other by `cutover gate --baseline`.
 """
 import hashlib
 import ipaddress
@@ -34,11 +42,12 @@ from cutover import probe_image
 from cutover.errors import CutoverError
 from cutover.results import write_text_atomic
 from cutover.lab import proc
+from cutover.lab import release as releases
 from cutover.lab.daemon import Daemon, load_state, say
 from cutover.lab.dockerd import Dockerd
 from cutover.lab.lxcfs import Lxcfs
 
-VARIANTS = {"no-live-restore", "no-lxcfs", "lxcfs-default", "ansible"}
+VARIANTS = {"no-live-restore", "no-lxcfs", "lxcfs-default", "ansible", *releases.RELEASES}
 REQUIRED = {"sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
             "unshare": "util-linux", "nsenter": "util-linux", "ip": "iproute2"}
 MAX_HOSTS = 50
@@ -85,6 +94,9 @@ def parse_variants(specs, n):
             if v not in VARIANTS:
                 raise CutoverError(f"--host-variant '{spec}': unknown variant '{v}' (known: {', '.join(sorted(VARIANTS))})")
             out.setdefault(i, set()).add(v)
+    for i, vs in out.items():
+        if len(vs & set(releases.RELEASES)) > 1:
+            raise CutoverError(f"--host-variant: host {i} cannot run two releases ({', '.join(sorted(vs))})")
     return out
 
 
@@ -246,6 +258,23 @@ class SimHosts:
             return {}
         return {"ssh_config": self.ssh_config, "ansible_inventory": self.inventory}
 
+    def write_role_targets(self, targets):
+        """<lab>/fleet/releases/<release>.yaml for each release the hosts run, when one runs
+        another release than the machine's (see the module's doc); stale files go."""
+        d = os.path.join(self.dir, "releases")
+        shutil.rmtree(d, ignore_errors=True)
+        first = {}
+        for h in self.hosts:
+            first.setdefault(h.release or releases.HOST_RELEASE, h)
+        if set(first) == {releases.HOST_RELEASE}:
+            return
+        for release, h in first.items():
+            roles = {"docker": f"{h.name}-docker"}
+            if h.lxcfs:
+                roles["docker-lxcfs"] = f"{h.name}-docker-lxcfs"
+            releases.write_roles_file(os.path.join(d, f"{release}.yaml"), release, roles, targets,
+                                      {"lab": self.lab.root, **self.targets_file_keys()})
+
     def inner_daemons(self):
         return [d for h in self.hosts for d in h.parts]
 
@@ -272,10 +301,13 @@ class SimHost:
         self.veth = f"cvr{fleet.lab_id}h{index}"
         self.holder = Holder(self)
         self.sshd = Sshd(self)
+        self.release = next((v for v in sorted(self.variants) if v in releases.RELEASES), None)
+        self.rootns = HostRoot(self) if self.release else None
         self.lxcfs = None if "no-lxcfs" in self.variants else HostLxcfs(self)
         self.docker = HostDockerd(self)
-        # Start order; stop is the reverse.
-        self.parts = [p for p in (self.holder, self.lxcfs, self.docker, self.sshd) if p]
+        # Start order; stop is the reverse. The release root before lxcfs: it makes lxcfs's
+        # mount point a shared mount first, so that the lxcfs mounted there is seen in the root.
+        self.parts = [p for p in (self.holder, self.rootns, self.lxcfs, self.docker, self.sshd) if p]
 
     def path(self, *p):
         return os.path.join(self.root, *p)
@@ -315,6 +347,9 @@ class SimHost:
             started = d.start() or started
         self.ensure_image()
         return started
+
+    def lxcfs_dir(self):
+        return self.path("lxcfs")
 
     def ensure_host_key(self):
         if not os.path.exists(self.host_key):
@@ -458,8 +493,11 @@ class HostLxcfs(InHost, Lxcfs):
 
     @property
     def mountpoint(self):
-        # Debian's path (bound to a lab directory inside the host); else the lab directory.
-        return "/var/lib/lxcfs" if os.path.isdir("/var/lib/lxcfs") else self.host.path("lxcfs")
+        # Debian's path (bound to a lab directory inside the host); else, and on a release
+        # host (whose containers are made in the release's root), the lab directory.
+        if os.path.isdir("/var/lib/lxcfs") and not self.host.release:
+            return "/var/lib/lxcfs"
+        return self.host.lxcfs_dir()
 
     def argv(self):
         opts = [] if "lxcfs-default" in self.host.variants else ["-l", "--enable-cfs"]
@@ -508,7 +546,8 @@ class HostDockerd(InHost, Dockerd):
         return cfg
 
     def argv(self, config_path=None):
-        return self.in_host(super().argv(config_path))
+        inner = super().argv(config_path)
+        return self.host.rootns.enter(inner) if self.host.rootns else self.in_host(inner)
 
     def start(self, timeout=30):
         # dockerd makes its socket root:docker 0660; the lab's sockets are root's alone (0600),
@@ -521,16 +560,65 @@ class HostDockerd(InHost, Dockerd):
     def targets(self):
         h = self.host
         how = ", ".join(sorted(h.variants - {"ansible"})) or "as configured"
+        stack = f"Debian {h.release}'s dockerd" if h.release else "dockerd"
         # registry None: the lab's registry listens on this machine's loopback, which a host
         # in its own network namespace cannot reach (checks that need one: unsupported).
         base = {"host": h.url, "driver": "docker", "endpoint": f"ssh://{h.name}", "runtime": "runc",
                 "image": probe_image.TAG, "daemon": self.daemon_commands(), "registry": None}
-        out = {f"{h.name}-docker": dict(base, description=f"simulated host {h.name} ({how}): dockerd, no LXCFS")}
+        out = {f"{h.name}-docker": dict(base, description=f"simulated host {h.name} ({how}): {stack}, no LXCFS")}
         if h.lxcfs:
             out[f"{h.name}-docker-lxcfs"] = dict(
                 base, lxcfs=h.lxcfs.mountpoint, daemon=dict(base["daemon"], **{"lxcfs-restart": h.lxcfs.restart_command()}),
-                description=f"simulated host {h.name} ({how}): dockerd, LXCFS bind-mounted")
+                description=f"simulated host {h.name} ({how}): {stack}, LXCFS bind-mounted")
         return out
+
+
+class HostRoot(Daemon):
+    """A release host's root: the release's cached root file system as the root of a mount
+    namespace made inside the host's (release.HOLDER_ROOT: pivot_root, read-only, with /proc,
+    /sys, /dev, the host's /run and the lab directory), in the host's network and UTS
+    namespaces, so that the host's dockerd, containerd and runc are the release's."""
+    kind = "mountns"
+    writes_pidfile = False
+
+    # Runs in the host's namespaces: lxcfs's mount point becomes a shared mount (the root's
+    # namespace, made from this one, gets a peer of it), then the release root's holder.
+    SHARE = ('mountpoint -q "$5" || mount --bind "$5" "$5"; mount --make-shared "$5"; '
+             'exec unshare --mount --propagation unchanged -- bash -c "$6" cutover-release "$1" "$2" "$3" "$4" "$5"')
+
+    def __init__(self, host):
+        super().__init__(host.lab, f"{host.name}-root")
+        self.host = host
+        self.dir = host.path("root")
+        self.pidfile = host.path("root.pid")
+        self.ready_file = host.path("root", "ready")
+
+    def prepare(self):
+        releases.ensure_rootfs(self.host.release)
+        os.makedirs(self.host.lxcfs_dir(), exist_ok=True)
+        if os.path.exists(self.ready_file):
+            os.unlink(self.ready_file)
+
+    def argv(self):
+        return self.host.nsenter() + ["bash", "-c", self.SHARE, "cutover-host-root",
+                                      releases.rootfs_dir(self.host.release), self.lab.root, self.host.path("run"),
+                                      self.ready_file, self.host.lxcfs_dir(), releases.HOLDER_ROOT]
+
+    def ready(self):
+        return os.path.exists(self.ready_file)
+
+    def enter(self, argv):
+        pid = self.pid()
+        if not pid:
+            raise CutoverError(f"lab: {self.name} is not running (cutover lab up)")
+        return ["nsenter", f"--target={pid}", "--net", "--mount", "--uts", "--"] + argv
+
+    def daemon_commands(self):
+        return {}
+
+    def status(self):
+        return dict(super().status(), release=self.host.release,
+                    packages=(releases.stamp(self.host.release) or {}).get("packages"))
 
 
 def _write(path, text):

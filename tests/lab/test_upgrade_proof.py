@@ -161,3 +161,66 @@ def test_inplace_upgrade_evidence(inplace_run):
         assert "20.10" in r["message"] + json.dumps(r["evidence"]) and "26.1.5" in json.dumps(r["evidence"]) + r["message"]
     nlr = [r for r in inplace_run["results"] if r["target"] == "docker-upgrade-nlr" and r["check"].endswith(".live")]
     assert "running/no: state: expected running, observed exited" in nlr[0]["message"]
+
+
+# -- the same gate between two simulated hosts, over ssh --------------------------------------------
+# `lab up --hosts 2 --host-variant 2:trixie`: h2 runs trixie's dockerd, containerd and runc from
+# the cached root (pivot_root in a mount namespace of its own, cutover/lab/simhost.py HostRoot),
+# with its own network namespace, sshd and lxcfs; h1 runs the machine's. The lab writes
+# fleet/releases/{bookworm,trixie}.yaml with each host's targets under the role names.
+# A small selection (CI time): the visibility that lxcfs decides and one daemon event, which
+# restarts each host's dockerd through the lab's daemon commands over its own release.
+HOST_SELECT = "meminfo or (daemon_events and upgrade)"
+
+
+@pytest.fixture(scope="module")
+def host_workflow(release_lab, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("upgrade-hosts")
+    cutover("lab", "up", "--hosts", "2", "--host-variant", "2:trixie", check=True, timeout=900)
+    try:
+        runs = {}
+        for rel in ("bookworm", "trixie"):
+            out = str(tmp / rel)
+            res = cutover("run", "--targets", os.path.join(release_lab.root, "fleet", "releases", f"{rel}.yaml"),
+                          "--out", out, "-n", "2", "-k", HOST_SELECT, timeout=1200)
+            assert res.returncode in (0, 1), f"{rel}: exit {res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+            runs[rel] = out
+        gate_dir = str(tmp / "gate")
+        g = cutover("gate", runs["trixie"], "--baseline", runs["bookworm"], "--out", gate_dir, timeout=300)
+        assert g.returncode in (0, 1), g.stdout + g.stderr
+        with open(os.path.join(gate_dir, "gate.json")) as f:
+            gate = json.load(f)
+        return {"gate": gate, "gate_stdout": g.stdout,
+                "base": load_results(runs["bookworm"]), "cand": load_results(runs["trixie"])}
+    finally:
+        cutover("lab", "up", "--hosts", "0", check=True, timeout=600)
+
+
+def test_trixie_host_is_certified_over_ssh_on_its_own_stack(host_workflow):
+    def stack(data):
+        (url, h), = data["run"]["hosts"].items()
+        t = h["targets"]["docker"]
+        return url, t["runtime_version"], t["components"].get("runc"), t["components"].get("containerd")
+    base, cand = stack(host_workflow["base"]), stack(host_workflow["cand"])
+    assert base[0] == "ssh://h1" and cand[0] == "ssh://h2", (base, cand)
+    assert base[1].startswith("20.10") and cand[1].startswith("26.1.5"), (base, cand)
+    assert base[2].startswith("1.1.5") and cand[2].startswith("1.1.15"), (base, cand)
+    assert cand[3].startswith("1.7."), cand
+    for data in (host_workflow["base"], host_workflow["cand"]):
+        assert data["run"]["complete"] is True and data["run"]["leaks"] == [], data["run"]
+        # Both outcomes on each host: lxcfs decides meminfo (docker fails, docker-lxcfs passes),
+        # and the upgrade event restarted the host's dockerd (an error would be "did not happen").
+        got = outcomes(data)
+        assert "pass" in got.values() and "fail" in got.values(), got
+        assert "error" not in got.values(), {k: v for k, v in got.items() if v == "error"}
+
+
+def test_host_gate_lists_the_pinned_changes(host_workflow):
+    b = host_workflow["gate"]["baseline"]
+    changed = {}
+    for e in b["regressions"] + b["fixes"]:
+        changed.setdefault(e["key"].split("|")[0], set()).add((e["before"], e["after"]))
+    pinned = {c: v for c, v in EXPECTED_CHANGES.items() if c.startswith(("vis.meminfo", "life.daemon-upgrade"))}
+    assert changed == pinned, (changed, host_workflow["gate_stdout"][-2000:])
+    assert f"{len(b['regressions'])} regression(s), {len(b['fixes'])} fix(es)" in host_workflow["gate_stdout"]
+    assert set(host_workflow["gate"]["targets"]) == {"docker", "docker-lxcfs"}

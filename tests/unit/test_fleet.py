@@ -105,6 +105,8 @@ def test_bad_host_variants(specs, needle):
 def test_host_variants():
     assert parse_variants(["2:lxcfs-default,ansible", "3:no-live-restore"], 3) == \
         {2: {"lxcfs-default", "ansible"}, 3: {"no-live-restore"}}
+    # A Debian release the lab can bootstrap is a host variant too (the host runs its stack).
+    assert parse_variants(["2:trixie,no-lxcfs"], 2) == {2: {"trixie", "no-lxcfs"}}
 
 
 # -- ansible://group: one target per inventory host -------------------------------------------
