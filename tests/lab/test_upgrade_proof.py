@@ -41,25 +41,31 @@ def release_lab(lab):
         cutover("lab", "up", "--release", "none", check=True, timeout=300)
 
 
-@pytest.fixture(scope="module")
-def workflow(release_lab, tmp_path_factory):
-    """The README's workflow: certify baseline and candidate, gate, diff (JSON)."""
-    tmp = tmp_path_factory.mktemp("upgrade")
+def _certify_and_gate(targets_dir, tmp, select, timeout):
+    """Certify <targets_dir>/bookworm.yaml (baseline) and trixie.yaml (candidate), then gate
+    the candidate against the baseline: (runs, gate.json, gate's stdout)."""
     runs = {}
     for rel in ("bookworm", "trixie"):
         out = str(tmp / rel)
-        res = cutover("run", "--targets", os.path.join(release_lab.root, "releases", f"{rel}.yaml"),
-                      "--out", out, "-n", "2", "-k", SELECT, timeout=1800)
+        res = cutover("run", "--targets", os.path.join(targets_dir, f"{rel}.yaml"),
+                      "--out", out, "-n", "2", "-k", select, timeout=timeout)
         assert res.returncode in (0, 1), f"{rel}: exit {res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
         runs[rel] = out
     gate_dir = str(tmp / "gate")
     g = cutover("gate", runs["trixie"], "--baseline", runs["bookworm"], "--out", gate_dir, timeout=300)
     assert g.returncode in (0, 1), g.stdout + g.stderr
+    with open(os.path.join(gate_dir, "gate.json")) as f:
+        return runs, json.load(f), g.stdout
+
+
+@pytest.fixture(scope="module")
+def workflow(release_lab, tmp_path_factory):
+    """The README's workflow: certify baseline and candidate, gate, diff (JSON)."""
+    runs, gate, gate_stdout = _certify_and_gate(os.path.join(release_lab.root, "releases"),
+                                                tmp_path_factory.mktemp("upgrade"), SELECT, 1800)
     d = cutover("diff", runs["bookworm"], runs["trixie"], "--json", timeout=300)
     assert d.returncode in (0, 1), d.stderr
-    with open(os.path.join(gate_dir, "gate.json")) as f:
-        gate = json.load(f)
-    return {"runs": runs, "gate": gate, "gate_stdout": g.stdout, "diff": json.loads(d.stdout),
+    return {"runs": runs, "gate": gate, "gate_stdout": gate_stdout, "diff": json.loads(d.stdout),
             "base": load_results(runs["bookworm"]), "cand": load_results(runs["trixie"])}
 
 
@@ -175,22 +181,11 @@ HOST_SELECT = "meminfo or (daemon_events and upgrade)"
 
 @pytest.fixture(scope="module")
 def host_workflow(release_lab, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("upgrade-hosts")
     cutover("lab", "up", "--hosts", "2", "--host-variant", "2:trixie", check=True, timeout=900)
     try:
-        runs = {}
-        for rel in ("bookworm", "trixie"):
-            out = str(tmp / rel)
-            res = cutover("run", "--targets", os.path.join(release_lab.root, "fleet", "releases", f"{rel}.yaml"),
-                          "--out", out, "-n", "2", "-k", HOST_SELECT, timeout=1200)
-            assert res.returncode in (0, 1), f"{rel}: exit {res.returncode}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
-            runs[rel] = out
-        gate_dir = str(tmp / "gate")
-        g = cutover("gate", runs["trixie"], "--baseline", runs["bookworm"], "--out", gate_dir, timeout=300)
-        assert g.returncode in (0, 1), g.stdout + g.stderr
-        with open(os.path.join(gate_dir, "gate.json")) as f:
-            gate = json.load(f)
-        return {"gate": gate, "gate_stdout": g.stdout,
+        runs, gate, gate_stdout = _certify_and_gate(os.path.join(release_lab.root, "fleet", "releases"),
+                                                    tmp_path_factory.mktemp("upgrade-hosts"), HOST_SELECT, 1200)
+        return {"gate": gate, "gate_stdout": gate_stdout,
                 "base": load_results(runs["bookworm"]), "cand": load_results(runs["trixie"])}
     finally:
         cutover("lab", "up", "--hosts", "0", check=True, timeout=600)
